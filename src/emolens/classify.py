@@ -1,0 +1,106 @@
+"""Emotion classification of face crops with ONNX Runtime.
+
+Everything model-specific (label list, input size, channels, normalisation,
+softmax temperature) is read from the metadata inside the ``.onnx`` file
+(:class:`emolens.modelmeta.ModelMeta`), so any model exported by ``emolens export``
+works without code changes.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .modelmeta import META_KEY, ModelMeta
+
+DEFAULT_MODEL = "emolens-fer-vgg-s.onnx"
+"""File name of the model bundled in ``emolens/assets``."""
+
+
+class ModelError(ValueError):
+    """A model file is missing, unreadable, or not an emolens model."""
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("emolens") / "assets" / DEFAULT_MODEL))
+
+
+class Classifier:
+    """An ONNX emotion model and its preprocessing.
+
+    Args:
+        model: path to an ``.onnx`` file exported by emolens; ``None`` = the bundled model.
+        threads: intra-op threads for ONNX Runtime (``None`` = its default, all cores).
+
+    >>> clf = Classifier()
+    >>> clf.labels
+    ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise']
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(model) if model is not None else default_model_path()
+        if not path.is_file():
+            raise ModelError(f"{path}: model file not found")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises several private exception types
+            raise ModelError(f"{path}: cannot load as an ONNX model ({str(e).splitlines()[0]})") from None
+        custom = self.session.get_modelmeta().custom_metadata_map
+        if META_KEY not in custom:
+            raise ModelError(
+                f"{path}: not an emolens model (no '{META_KEY}' metadata); export it with `emolens export`"
+            )
+        try:
+            self.meta = ModelMeta.from_json(custom[META_KEY])
+        except (ValueError, TypeError) as e:
+            raise ModelError(f"{path}: invalid emolens metadata: {e}") from None
+        self.path = path
+        self._input = self.session.get_inputs()[0].name
+        n_out = self.session.get_outputs()[0].shape[-1]
+        if isinstance(n_out, int) and n_out != len(self.meta.labels):
+            raise ModelError(f"{path}: model has {n_out} outputs but {len(self.meta.labels)} labels")
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.meta.labels)
+
+    def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
+        """BGR (or gray) uint8 crops of any size -> float32 N×C×S×S network input."""
+        m = self.meta
+        size = m.input_size
+        batch = np.empty((len(crops), m.channels, size, size), dtype=np.float32)
+        for i, crop in enumerate(crops):
+            if crop.ndim == 2:
+                img = crop if m.channels == 1 else cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
+            else:
+                img = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY if m.channels == 1 else cv2.COLOR_BGR2RGB)
+            if img.shape[:2] != (size, size):
+                interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
+                img = cv2.resize(img, (size, size), interpolation=interp)
+            img = img.reshape(size, size, m.channels).transpose(2, 0, 1)
+            batch[i] = (img.astype(np.float32) / 255.0 - m.mean) / m.std
+        return batch
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model outputs for an already preprocessed batch."""
+        return self.session.run(None, {self._input: batch})[0]
+
+    def predict_proba(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Class probabilities, N×len(labels), for a list of face crops."""
+        if not crops:
+            return np.zeros((0, len(self.meta.labels)), dtype=np.float32)
+        z = self.logits(self.preprocess(crops)).astype(np.float64) / self.meta.temperature
+        z -= z.max(axis=1, keepdims=True)
+        p = np.exp(z)
+        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)

@@ -1,0 +1,225 @@
+"""``emolens`` command line: one thin verb per library call.
+
+    emolens predict PHOTO [PHOTO | FOLDER ...] [--json] [--annotate DIR] [--no-detect]
+    emolens train --data ROOT [--config FILE] [--model NAME] [--epochs N] [--out RUN]   ([train] extra)
+    emolens evaluate MODEL --data ROOT [--split val] [--out DIR]                        ([train] extra)
+    emolens export RUN [--out model.onnx]                                               ([train] extra)
+    emolens models                                                                      ([train] extra)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+
+TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'emolens[train]'"
+
+
+class CLIError(Exception):
+    """An error to report as one line on stderr with exit code 2."""
+
+
+def _need_training():
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise CLIError(TRAIN_EXTRA_HINT) from None
+
+
+# ----------------------------------------------------------------------------- predict
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .classify import ModelError
+    from .output import format_table, to_json
+    from .recognizer import EmotionRecognizer
+
+    try:
+        rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads)
+    except (ModelError, ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    annotate_dir = args.annotate
+    if annotate_dir is not None and Path(annotate_dir).exists() and not Path(annotate_dir).is_dir():
+        raise CLIError(f"--annotate {annotate_dir}: exists and is not a folder")
+    results = []
+    for r in rec.predict_files(args.inputs, detect=not args.no_detect, annotate_dir=annotate_dir):
+        results.append(r)
+        if r.error:
+            print(f"emolens: error: {r.error}", file=sys.stderr)
+    if not results:
+        raise CLIError("no image files found in the given folder(s)")
+    print(to_json(results) if args.json else format_table(results))
+    if annotate_dir is not None and not args.json:
+        for r in results:
+            if r.annotated:
+                print(f"annotated: {r.annotated}", file=sys.stderr)
+    return 1 if any(not r.ok for r in results) else 0
+
+
+# ----------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    _need_training()
+    from .training.loop import TrainConfig, train
+
+    base: dict = {}
+    if args.config:
+        try:
+            base = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CLIError(f"--config {args.config}: cannot read ({e})") from None
+    overrides = {k: v for k, v in {
+        "data": args.data, "out": args.out, "model": args.model, "epochs": args.epochs,
+        "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "threads": args.threads,
+        "limit_per_class": args.limit_per_class, "precision": args.precision,
+        "train_split": args.train_split, "val_split": args.val_split,
+    }.items() if v is not None}
+    base.update(overrides)
+    if "data" not in base:
+        raise CLIError("give the dataset with --data ROOT (folders ROOT/train/<class>/*, ROOT/val/<class>/*)")
+    try:
+        cfg = TrainConfig.from_dict(base)
+        run = train(cfg, resume=args.resume)
+    except (TypeError, ValueError, FileNotFoundError, FileExistsError) as e:
+        raise CLIError(str(e)) from None
+    print(f"run folder: {run}\nmodel: {run / 'model.onnx'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluate
+def _resolve_model(path: str) -> Path:
+    p = Path(path)
+    if p.is_dir():
+        p = p / "model.onnx"
+    if not p.is_file():
+        raise CLIError(f"{path}: no such model (give an .onnx file or a run folder with model.onnx)")
+    return p
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    try:
+        from .evaluation.metrics import evaluate_model, format_report
+    except ImportError:
+        raise CLIError(TRAIN_EXTRA_HINT) from None
+    from .classify import ModelError
+
+    model = _resolve_model(args.model) if args.model != "default" else None
+    try:
+        report = evaluate_model(model, args.data, args.split, limit_per_class=args.limit_per_class)
+    except (ModelError, ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    md = format_report(report)
+    print(md)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        from .output import unique_path
+
+        jp, mp = unique_path(out / "report.json"), unique_path(out / "report.md")
+        jp.write_text(json.dumps(report, indent=2))
+        mp.write_text(md + "\n")
+        print(f"\nwrote {jp} and {mp}", file=sys.stderr)
+    return 0
+
+
+# ----------------------------------------------------------------------------- export
+def cmd_export(args: argparse.Namespace) -> int:
+    _need_training()
+    from .training.export import export_checkpoint
+
+    src = Path(args.run)
+    ckpt = src / "best.pt" if src.is_dir() else src
+    if not ckpt.is_file():
+        raise CLIError(f"{args.run}: no checkpoint (give a run folder with best.pt, or a .pt file)")
+    out = Path(args.out) if args.out else ckpt.parent / "model.onnx"
+    if out.exists() and not args.force:
+        raise CLIError(f"{out} already exists; pass --force to replace it or --out another path")
+    extra = {"name": args.name} if args.name else {}
+    path = export_checkpoint(ckpt, out, **extra)
+    print(f"exported {path}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    _need_training()
+    from .training.zoo import count_params, create_model, list_models
+
+    print(f"{'name':<10} {'input':<10} {'params':>10}  description")
+    for spec in list_models():
+        n = count_params(create_model(spec.name))
+        chans = "gray" if spec.channels == 1 else "rgb"
+        print(f"{spec.name:<10} {f'{spec.input_size}px {chans}':<10} {n:>10,}  {spec.description}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="emolens", description="Facial emotion recognition: find faces, classify their emotions."
+    )
+    ap.add_argument("--version", action="version", version=f"emolens {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("predict", help="find faces in images and classify their emotions")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--json", action="store_true", help="print JSON (one object per image) instead of a table")
+    p.add_argument("--annotate", metavar="OUT_DIR", help="write annotated copies of the images into this folder")
+    p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
+    p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
+    p.add_argument("--detector", default="haar", help="face detector (default: haar)")
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("train", help="train a model on a folder dataset ([train] extra)")
+    p.add_argument("--data", help="dataset root with <split>/<class>/* folders")
+    p.add_argument("--config", help="JSON config (e.g. configs/fer2013_vgg_s.json); flags override it")
+    p.add_argument("--out", help="run folder to create (default runs/emolens)")
+    p.add_argument("--model", help="architecture name (see `emolens models`)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--precision", choices=["bf16", "fp32"])
+    p.add_argument("--train-split")
+    p.add_argument("--val-split")
+    p.add_argument("--limit-per-class", type=int, help="use only the first N images of each class (quick runs)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="accuracy, F1 and confusion matrix on a labelled split ([train] extra)")
+    p.add_argument("model", help="an .onnx model, a run folder, or 'default' for the bundled model")
+    p.add_argument("--data", required=True, help="dataset root with <split>/<class>/* folders")
+    p.add_argument("--split", default="val")
+    p.add_argument("--limit-per-class", type=int)
+    p.add_argument("--out", help="folder for report.json and report.md")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="export a run's best checkpoint to ONNX with metadata ([train] extra)")
+    p.add_argument("run", help="run folder (uses best.pt) or a .pt checkpoint")
+    p.add_argument("--out", help="output .onnx path (default: model.onnx beside the checkpoint)")
+    p.add_argument("--name", help="a name stored in the model's metadata")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("models", help="list the trainable architectures ([train] extra)")
+    p.set_defaults(func=cmd_models)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except CLIError as e:
+        print(f"emolens: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("emolens: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Overlays: a box, the label and its confidence on each face."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .results import Face
+
+COLOURS: dict[str, tuple[int, int, int]] = {  # BGR
+    "angry": (40, 40, 220),
+    "disgust": (40, 140, 40),
+    "fear": (160, 60, 160),
+    "happy": (30, 200, 255),
+    "neutral": (200, 200, 200),
+    "sad": (200, 120, 40),
+    "surprise": (60, 200, 120),
+}
+
+
+def colour_for(label: str) -> tuple[int, int, int]:
+    if label in COLOURS:
+        return COLOURS[label]
+    h = sum(ord(c) * 31**i for i, c in enumerate(label)) % 180  # stable colour for custom labels
+    hsv = np.uint8([[[h, 200, 230]]])
+    b, g, r = cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0]
+    return int(b), int(g), int(r)
+
+
+def annotate(image: np.ndarray, faces: list[Face]) -> np.ndarray:
+    """Return a copy of a BGR image with each face's box and "label 93%" drawn on it."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    base = max(h, w)
+    thick = max(1, round(base / 400))
+    font_scale = max(0.4, base / 1400)
+    for face in faces:
+        b = face.box
+        col = colour_for(face.label)
+        cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), col, thick + 1)
+        text = f"{face.label} {face.score:.0%}"
+        (tw, th), base_line = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
+        ty = b.y - 4 if b.y - th - base_line - 4 >= 0 else min(h - 1, b.y + b.h + th + base_line + 4)
+        cv2.rectangle(out, (b.x, ty - th - base_line), (b.x + tw + 4, ty + 2), col, cv2.FILLED)
+        text_col = (0, 0, 0) if sum(col) > 380 else (255, 255, 255)
+        cv2.putText(out, text, (b.x + 2, ty - base_line // 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, text_col,
+                    thick, cv2.LINE_AA)
+    return out

@@ -1,0 +1,60 @@
+"""The metadata an emolens ONNX model carries, so that inference needs nothing else.
+
+Stored as one JSON object under the key ``emolens`` in the ONNX ``metadata_props``.
+Reading it needs only onnxruntime (``session.get_modelmeta().custom_metadata_map``);
+writing it (at export) uses the ``onnx`` package.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+META_KEY = "emolens"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class ModelMeta:
+    labels: list[str]
+    input_size: int = 48  # square side in pixels
+    channels: int = 1  # 1 = grayscale, 3 = RGB
+    mean: float = 0.5  # pixel/255 -> (x - mean) / std
+    std: float = 0.25
+    architecture: str = ""
+    temperature: float = 1.0  # softmax(logits / temperature)
+    crop_margin: float = 0.0  # widen detector boxes by this fraction per side before classifying
+    name: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    format: int = FORMAT_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelMeta:
+        d = json.loads(text)
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        meta = cls(**known)
+        meta.validate()
+        return meta
+
+    def validate(self) -> None:
+        if not self.labels or not all(isinstance(x, str) for x in self.labels):
+            raise ValueError("model metadata: 'labels' must be a non-empty list of names")
+        if self.channels not in (1, 3):
+            raise ValueError(f"model metadata: 'channels' must be 1 or 3, not {self.channels}")
+        if self.input_size < 8:
+            raise ValueError(f"model metadata: 'input_size' {self.input_size} is too small")
+        if self.std <= 0 or self.temperature <= 0:
+            raise ValueError("model metadata: 'std' and 'temperature' must be positive")
+
+    def write_to(self, proto: Any) -> None:
+        """Store into an ``onnx.ModelProto`` (replacing an earlier entry)."""
+        self.validate()
+        for i, p in enumerate(list(proto.metadata_props)):
+            if p.key == META_KEY:
+                del proto.metadata_props[i]
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = META_KEY, self.to_json()

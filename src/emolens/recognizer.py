@@ -1,0 +1,116 @@
+"""detect -> crop -> classify: the recognising road in one object."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import numpy as np
+
+from .classify import Classifier
+from .detect import Detector, create_detector
+from .detect.base import Box
+from .imageio import DEFAULT_MAX_PIXELS, ImageError, ImageInput, expand_inputs, load_image
+from .output import save_annotated
+from .results import Face, ImageResult
+
+
+class EmotionRecognizer:
+    """Find faces and classify their emotions. Build it once and reuse it: the model loads once.
+
+    Args:
+        model: path to an emolens ``.onnx`` model, or ``None`` for the bundled FER2013 model.
+        detector: a detector name (``"haar"``) or any object with ``detect(bgr) -> list[Box]``.
+        crop_margin: widen each face box by this fraction per side before classifying
+            (``None`` = the value stored in the model).
+        threads: ONNX Runtime threads (``None`` = all cores).
+        max_pixels: refuse larger images (decompression-bomb guard).
+
+    Example::
+
+        from emolens import EmotionRecognizer
+        rec = EmotionRecognizer()
+        for face in rec.predict("photo.jpg"):
+            print(face.box, face.label, f"{face.score:.0%}")
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        detector: str | Detector = "haar",
+        crop_margin: float | None = None,
+        threads: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+    ) -> None:
+        self.classifier = Classifier(model, threads=threads)
+        self.detector = create_detector(detector) if isinstance(detector, str) else detector
+        self.crop_margin = self.classifier.meta.crop_margin if crop_margin is None else crop_margin
+        self.max_pixels = max_pixels
+
+    @property
+    def labels(self) -> list[str]:
+        return self.classifier.labels
+
+    def predict(self, image: ImageInput, *, detect: bool = True) -> list[Face]:
+        """Faces in ``image``, largest first.
+
+        Args:
+            image: a path, encoded bytes, a ``PIL.Image`` or a numpy array. Arrays must be
+                in **BGR** channel order (as OpenCV gives them): H×W gray, H×W×3 BGR or
+                H×W×4 BGRA; pass ``rgb[..., ::-1]`` for an RGB array.
+            detect: ``False`` treats the whole image as one already-cropped face
+                (FER2013-style crops).
+
+        Raises:
+            emolens.ImageError: the input cannot be read as an image.
+        """
+        bgr = load_image(image, max_pixels=self.max_pixels)
+        return self.predict_bgr(bgr, detect=detect)
+
+    def predict_bgr(self, bgr: np.ndarray, *, detect: bool = True) -> list[Face]:
+        """Like :meth:`predict` for an already decoded uint8 BGR array (no copy, no checks)."""
+        h, w = bgr.shape[:2]
+        boxes = self.detector.detect(bgr) if detect else [Box(0, 0, w, h)]
+        return self.classify_boxes(bgr, boxes)
+
+    def classify_boxes(self, bgr: np.ndarray, boxes: list[Box]) -> list[Face]:
+        """Classify the given face boxes of an image (one batched model call)."""
+        h, w = bgr.shape[:2]
+        crops = []
+        for b in boxes:
+            c = b.expand(self.crop_margin, w, h) if self.crop_margin else b
+            crops.append(bgr[c.y : c.y + c.h, c.x : c.x + c.w])
+        probs = self.classifier.predict_proba(crops)
+        labels = self.classifier.labels
+        faces = []
+        for box, p in zip(boxes, probs):
+            k = int(np.argmax(p))
+            faces.append(Face(box, labels[k], float(p[k]), {lab: float(v) for lab, v in zip(labels, p)}))
+        return faces
+
+    def predict_files(
+        self,
+        inputs: list[str | os.PathLike],
+        *,
+        detect: bool = True,
+        annotate_dir: str | os.PathLike | None = None,
+    ) -> Iterator[ImageResult]:
+        """Recognise faces in files and folders (folders: the images directly inside them).
+
+        Yields one :class:`ImageResult` per file, in order. A file that cannot be read
+        yields a result with ``error`` set; the other files are still processed.
+        With ``annotate_dir``, an annotated copy of each image is written there
+        (never over an existing file; see :func:`emolens.output.save_annotated`).
+        """
+        for path in expand_inputs(list(inputs)):
+            try:
+                bgr = load_image(path, max_pixels=self.max_pixels)
+            except ImageError as e:
+                yield ImageResult(str(path), error=str(e))
+                continue
+            faces = self.predict_bgr(bgr, detect=detect)
+            result = ImageResult(str(path), faces)
+            if annotate_dir is not None:
+                result.annotated = save_annotated(bgr, faces, path, annotate_dir)
+            yield result

@@ -1,0 +1,58 @@
+"""What recognition returns: one :class:`Face` per face found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .detect.base import Box
+
+
+@dataclass
+class Face:
+    """One face: where it is and what it shows.
+
+    Attributes:
+        box: position in the input image (x, y, width, height in pixels).
+        label: the most probable emotion.
+        score: that emotion's probability (0..1).
+        scores: every label's probability, in the model's label order.
+    """
+
+    box: Box
+    label: str
+    score: float
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "box": self.box.as_list(),
+            "label": self.label,
+            "score": round(float(self.score), 4),
+            "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
+        }
+
+
+@dataclass
+class ImageResult:
+    """The outcome for one input: its faces, or the error that stopped it."""
+
+    source: str
+    faces: list[Face] = field(default_factory=list)
+    error: str | None = None
+    annotated: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"file": self.source}
+        if self.error is not None:
+            d["error"] = self.error
+        else:
+            d["faces"] = [f.to_dict() for f in self.faces]
+        if self.annotated is not None:
+            d["annotated"] = str(self.annotated)
+        return d
