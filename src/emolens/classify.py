@@ -76,11 +76,13 @@ class Classifier:
         return list(self.meta.labels)
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
-        """BGR (or gray) uint8 crops of any size -> float32 N×C×S×S network input."""
+        """BGR, or gray H×W / H×W×1, uint8 crops of any size -> float32 N×C×S×S network input."""
         m = self.meta
         size = m.input_size
         batch = np.empty((len(crops), m.channels, size, size), dtype=np.float32)
         for i, crop in enumerate(crops):
+            if crop.ndim == 3 and crop.shape[2] == 1:
+                crop = crop[:, :, 0]
             if crop.ndim == 2:
                 img = crop if m.channels == 1 else cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
             else:
@@ -97,10 +99,20 @@ class Classifier:
         return self.session.run(None, {self._input: batch})[0]
 
     def predict_proba(self, crops: list[np.ndarray]) -> np.ndarray:
-        """Class probabilities, N×len(labels), for a list of face crops."""
+        """Class probabilities, N×len(labels), for a list of face crops.
+
+        With ``tta_hflip`` in the model's metadata, each crop's probabilities are averaged with
+        those of its mirror image (one batched call)."""
         if not crops:
             return np.zeros((0, len(self.meta.labels)), dtype=np.float32)
-        z = self.logits(self.preprocess(crops)).astype(np.float64) / self.meta.temperature
+        x = self.preprocess(crops)
+        n = len(x)
+        if self.meta.tta_hflip:
+            x = np.concatenate([x, x[..., ::-1]])
+        z = self.logits(np.ascontiguousarray(x)).astype(np.float64) / self.meta.temperature
         z -= z.max(axis=1, keepdims=True)
         p = np.exp(z)
-        return (p / p.sum(axis=1, keepdims=True)).astype(np.float32)
+        p /= p.sum(axis=1, keepdims=True)
+        if self.meta.tta_hflip:
+            p = (p[:n] + p[n:]) / 2
+        return p.astype(np.float32)

@@ -41,8 +41,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     annotate_dir = args.annotate
-    if annotate_dir is not None and Path(annotate_dir).exists() and not Path(annotate_dir).is_dir():
-        raise CLIError(f"--annotate {annotate_dir}: exists and is not a folder")
+    if annotate_dir is not None:
+        try:
+            Path(annotate_dir).mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            raise CLIError(f"--annotate {annotate_dir}: exists and is not a folder") from None
+        except OSError as e:
+            raise CLIError(f"--annotate {annotate_dir}: cannot create the folder ({e.strerror or e})") from None
     results = []
     for r in rec.predict_files(args.inputs, detect=not args.no_detect, annotate_dir=annotate_dir):
         results.append(r)

@@ -38,7 +38,9 @@ def describe(src: object) -> str:
     """A short human-readable name for an input, used in error messages and results."""
     if isinstance(src, (str, os.PathLike)):
         return str(src)
-    if isinstance(src, (bytes, bytearray, memoryview)):
+    if isinstance(src, memoryview):
+        return f"<{src.nbytes} bytes>"
+    if isinstance(src, (bytes, bytearray)):
         return f"<{len(src)} bytes>"
     if isinstance(src, np.ndarray):
         return f"<array {src.shape} {src.dtype}>"
@@ -105,6 +107,28 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _jpeg_complete(data: bytes) -> bool:
+    """True if an end-of-image marker follows the image's first scan.
+
+    Scan data never contains FF D9 (0xFF bytes are stuffed), so a file cut short inside its
+    scan has none after it, while a complete JPEG does even if other data follows (motion
+    photos append a video; EXIF thumbnails carry their own markers before the scan).
+    """
+    i, n = 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xFF or marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xDA:  # start of scan
+            return data.find(b"\xff\xd9", i) != -1
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        i += 2 + length
+    return False
+
+
 def read_file(path: str | os.PathLike) -> bytes:
     """Read a file's bytes, turning every OS error into a clear :class:`ImageError`."""
     p = Path(path)
@@ -152,7 +176,7 @@ def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
     if img is None:
         kind = "truncated or corrupt JPEG" if is_jpeg else "not a supported image format, or corrupt"
         raise ImageError(f"{name}: cannot decode image ({kind})")
-    if is_jpeg and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+    if is_jpeg and not _jpeg_complete(data):
         # libjpeg pads a truncated file with grey and only warns; refuse it instead.
         raise ImageError(f"{name}: cannot decode image (truncated JPEG: end-of-image marker missing)")
     if img.shape[0] * img.shape[1] > max_pixels:
@@ -179,7 +203,8 @@ def to_bgr8(arr: np.ndarray, *, name: str = "<array>") -> np.ndarray:
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise ImageError(f"{name}: float image contains NaN or infinity")
-        scale = 255.0 if float(arr.max(initial=0.0)) <= 1.0 else 1.0
+        # floats are documented as [0, 1]; clearly larger values (> 1.5) are taken as 0..255
+        scale = 255.0 if float(arr.max(initial=0.0)) <= 1.5 else 1.0
         img = np.clip(arr * scale, 0, 255).round().astype(np.uint8)
     elif np.issubdtype(arr.dtype, np.integer):
         img = np.clip(arr, 0, 255).astype(np.uint8)
@@ -233,17 +258,20 @@ def _from_pil(img: Any, *, max_pixels: int) -> np.ndarray:
     from PIL import ImageOps  # only reached when the caller already has PIL
 
     w, h = img.size
+    name = f"<PIL image {w}x{h}>"
     if w * h > max_pixels:
-        raise ImageError(f"<PIL image {w}x{h}>: over the limit of {max_pixels:,} pixels")
-    img = ImageOps.exif_transpose(img)
-    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img).astype(np.float32)
-        arr = arr / max(float(arr.max()), 1.0)
-        return to_bgr8(arr)
-    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
-    rgb = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
+        raise ImageError(f"{name}: over the limit of {max_pixels:,} pixels")
+    try:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+            # 16-bit (or 32-bit integer) gray: the same scaling as a uint16 array
+            return to_bgr8(np.clip(np.asarray(img), 0, 65535).astype(np.uint16), name=name)
+        has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+        rgb = np.asarray(img.convert("RGBA" if has_alpha else "RGB"))
+    except (OSError, ValueError, SyntaxError) as e:  # PIL reports truncated/corrupt data lazily
+        raise ImageError(f"{name}: cannot decode image ({e})") from None
     order = [2, 1, 0, 3] if has_alpha else [2, 1, 0]
-    return to_bgr8(np.ascontiguousarray(rgb[:, :, order]))
+    return to_bgr8(np.ascontiguousarray(rgb[:, :, order]), name=name)
 
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})

@@ -25,6 +25,7 @@ class ModelMeta:
     architecture: str = ""
     temperature: float = 1.0  # softmax(logits / temperature)
     crop_margin: float = 0.0  # widen detector boxes by this fraction per side before classifying
+    tta_hflip: bool = False  # average the probabilities of each crop and its mirror image
     name: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT_VERSION

@@ -112,5 +112,8 @@ class EmotionRecognizer:
             faces = self.predict_bgr(bgr, detect=detect)
             result = ImageResult(str(path), faces)
             if annotate_dir is not None:
-                result.annotated = save_annotated(bgr, faces, path, annotate_dir)
+                try:
+                    result.annotated = save_annotated(bgr, faces, path, annotate_dir)
+                except OSError as e:
+                    result.error = f"{path}: cannot write the annotated image to {annotate_dir} ({e.strerror or e})"
             yield result

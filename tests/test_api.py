@@ -1,0 +1,89 @@
+"""The Python API: EmotionRecognizer on every input kind, the model loaded once."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+
+from emolens import EmotionRecognizer, Face, ImageError
+from emolens.labels import FER2013_LABELS
+
+
+@pytest.fixture(scope="module")
+def rec() -> EmotionRecognizer:
+    return EmotionRecognizer()
+
+
+def test_same_result_for_path_bytes_pil_and_array(rec, photos_dir):
+    from PIL import Image
+
+    path = photos_dir / "portrait_obama3.jpg"
+    data = path.read_bytes()
+    bgr = cv2.imread(str(path))
+    results = [
+        rec.predict(path),
+        rec.predict(str(path)),
+        rec.predict(data),
+        rec.predict(Image.open(io.BytesIO(data))),
+        rec.predict(bgr),
+    ]
+    ref = results[0]
+    assert len(ref) == 1 and isinstance(ref[0], Face)
+    for faces in results[1:]:
+        assert [f.box for f in faces] == [f.box for f in ref]
+        assert faces[0].label == ref[0].label
+        np.testing.assert_allclose(list(faces[0].scores.values()), list(ref[0].scores.values()), atol=2e-3)
+
+
+def test_face_fields(rec, photos_dir):
+    (face,) = rec.predict(photos_dir / "portrait_obama3.jpg")
+    assert set(face.scores) == set(rec.labels) == set(FER2013_LABELS)
+    assert face.label == max(face.scores, key=face.scores.get)
+    assert face.score == pytest.approx(face.scores[face.label])
+    assert sum(face.scores.values()) == pytest.approx(1.0, abs=1e-4)
+    d = face.to_dict()
+    assert set(d) == {"box", "label", "score", "scores"} and len(d["box"]) == 4
+
+
+def test_no_detect_classifies_the_whole_image(rec, photos_dir):
+    crop = cv2.imread(str(photos_dir / "aligned_crop_112.png"))
+    (face,) = rec.predict(crop, detect=False)
+    assert face.box.as_list() == [0, 0, 112, 112]
+
+
+def test_group_photo_gives_a_face_per_detection_largest_first(rec, photos_dir):
+    faces = rec.predict(photos_dir / "group_six.jpg")
+    assert 5 <= len(faces) <= 7
+    areas = [f.box.area for f in faces]
+    assert areas == sorted(areas, reverse=True)
+
+
+def test_bad_input_raises_image_error(rec, tmp_path):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(ImageError, match="notes.jpg"):
+        rec.predict(bad)
+
+
+def test_model_is_loaded_once_and_reused(rec, photos_dir):
+    session = rec.classifier.session
+    rec.predict(photos_dir / "aligned_crop_112.png")
+    rec.predict(photos_dir / "aligned_crop_112.png")
+    assert rec.classifier.session is session
+
+
+def test_inference_modules_do_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, emolens, emolens.cli, emolens.recognizer, emolens.output; "
+        "emolens.EmotionRecognizer(); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn', 'onnx', 'PIL')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -1,0 +1,485 @@
+"""emolens.imageio: every input kind becomes uint8 H×W×3 BGR; every bad input raises a clear ImageError."""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from emolens.imageio import ImageError, expand_inputs, header_size, load_image
+
+PORTRAIT = "portrait_obama3.jpg"
+
+
+# ----------------------------------------------------------------------------- helpers
+def assert_bgr8(img: np.ndarray, shape: tuple[int, int] | None = None) -> None:
+    assert isinstance(img, np.ndarray)
+    assert img.dtype == np.uint8
+    assert img.ndim == 3 and img.shape[2] == 3
+    assert img.flags.c_contiguous
+    if shape is not None:
+        assert img.shape[:2] == shape
+
+
+def encode(ext: str, arr: np.ndarray, params: list[int] | None = None) -> bytes:
+    ok, buf = cv2.imencode(ext, arr, params or [])
+    assert ok
+    return buf.tobytes()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A valid PNG signature and IHDR chunk (8-bit RGB) and nothing else: no pixel data at all."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk
+
+
+def exif_rotated_jpeg(width: int = 60, height: int = 30) -> bytes:
+    """A width×height JPEG whose EXIF says Orientation=6 (display rotated 90° clockwise)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 30, 30)).save(buf, "JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def portrait(photos_dir: Path) -> Path:
+    return photos_dir / PORTRAIT
+
+
+@pytest.fixture(scope="module")
+def portrait_bgr(portrait: Path) -> np.ndarray:
+    img = cv2.imread(str(portrait), cv2.IMREAD_COLOR)
+    assert img is not None
+    return img
+
+
+# ----------------------------------------------------------------------------- paths and bytes
+@pytest.mark.parametrize("as_type", [str, Path], ids=["str", "Path"])
+def test_path_to_real_photo(portrait, portrait_bgr, as_type):
+    img = load_image(as_type(portrait))
+    assert_bgr8(img, portrait_bgr.shape[:2])
+    assert np.array_equal(img, portrait_bgr)
+
+
+@pytest.mark.parametrize("wrap", [bytes, bytearray, memoryview], ids=["bytes", "bytearray", "memoryview"])
+def test_encoded_bytes_of_real_photo(portrait, portrait_bgr, wrap):
+    img = load_image(wrap(portrait.read_bytes()))
+    assert_bgr8(img, portrait_bgr.shape[:2])
+    assert np.array_equal(img, portrait_bgr)
+
+
+def test_png_photo_path(photos_dir):
+    img = load_image(photos_dir / "aligned_crop_112.png")
+    assert_bgr8(img, (112, 112))
+
+
+# ----------------------------------------------------------------------------- PIL images
+def test_pil_rgb_channel_order_is_bgr():
+    img = load_image(Image.new("RGB", (7, 5), (255, 0, 0)))
+    assert_bgr8(img, (5, 7))
+    assert (img == (0, 0, 255)).all()
+
+
+def test_pil_real_photo_matches_path(portrait, portrait_bgr):
+    with Image.open(portrait) as im:
+        img = load_image(im)
+    assert_bgr8(img, portrait_bgr.shape[:2])
+    # PIL and OpenCV may use different JPEG IDCTs: allow a small difference.
+    assert np.abs(img.astype(int) - portrait_bgr.astype(int)).mean() < 2.0
+
+
+def test_pil_gray_l():
+    img = load_image(Image.new("L", (6, 4), 77))
+    assert_bgr8(img, (4, 6))
+    assert (img == 77).all()
+
+
+def test_pil_rgba_alpha_composited_on_white():
+    im = Image.new("RGBA", (2, 1), (255, 0, 0, 255))
+    im.putpixel((1, 0), (0, 0, 0, 0))  # fully transparent
+    img = load_image(im)
+    assert_bgr8(img, (1, 2))
+    assert tuple(img[0, 0]) == (0, 0, 255)
+    assert tuple(img[0, 1]) == (255, 255, 255)
+
+
+def test_pil_palette_p():
+    im = Image.new("RGB", (4, 4), (0, 255, 0)).convert("P")
+    assert im.mode == "P"
+    img = load_image(im)
+    assert_bgr8(img, (4, 4))
+    assert (img == (0, 255, 0)).all()
+
+
+def test_pil_16bit_i16():
+    arr = np.zeros((3, 4), dtype=np.uint16)
+    arr[0, 0] = 65535
+    im = Image.frombytes("I;16", (4, 3), arr.tobytes())
+    assert im.mode == "I;16"
+    img = load_image(im)
+    assert_bgr8(img, (3, 4))
+    assert tuple(img[0, 0]) == (255, 255, 255)
+    assert tuple(img[2, 3]) == (0, 0, 0)
+
+
+def test_pil_16bit_is_scaled_like_a_uint16_array():
+    arr = np.full((3, 4), 1000, dtype=np.uint16)
+    from_pil = load_image(Image.frombytes("I;16", (4, 3), arr.tobytes()))
+    from_array = load_image(arr)
+    assert np.abs(from_pil.astype(int) - from_array.astype(int)).max() <= 1
+
+
+# ----------------------------------------------------------------------------- numpy arrays
+def test_array_gray_hw():
+    arr = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    img = load_image(arr)
+    assert_bgr8(img, (3, 4))
+    for c in range(3):
+        assert np.array_equal(img[:, :, c], arr)
+
+
+def test_array_hw1():
+    arr = np.full((3, 4, 1), 9, dtype=np.uint8)
+    img = load_image(arr)
+    assert_bgr8(img, (3, 4))
+    assert (img == 9).all()
+
+
+def test_array_bgr_kept_as_is():
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, size=(5, 6, 3), dtype=np.uint8)
+    img = load_image(arr)
+    assert_bgr8(img, (5, 6))
+    assert np.array_equal(img, arr)  # no channel swap
+
+
+def test_array_bgr_non_contiguous_becomes_contiguous():
+    arr = np.zeros((6, 8, 3), dtype=np.uint8)[::2, ::2]
+    assert not arr.flags.c_contiguous
+    assert_bgr8(load_image(arr), (3, 4))
+
+
+def test_array_bgra_transparent_becomes_white():
+    arr = np.zeros((1, 3, 4), dtype=np.uint8)
+    arr[0, 0] = (10, 20, 30, 255)  # opaque: colour kept
+    arr[0, 1] = (10, 20, 30, 0)  # transparent: white
+    arr[0, 2] = (0, 0, 0, 128)  # half: grey
+    img = load_image(arr)
+    assert_bgr8(img, (1, 3))
+    assert tuple(img[0, 0]) == (10, 20, 30)
+    assert tuple(img[0, 1]) == (255, 255, 255)
+    assert all(120 <= v <= 135 for v in img[0, 2])
+
+
+def test_array_uint16():
+    arr = np.array([[0, 65535]], dtype=np.uint16)
+    img = load_image(arr)
+    assert_bgr8(img, (1, 2))
+    assert tuple(img[0, 0]) == (0, 0, 0)
+    assert tuple(img[0, 1]) == (255, 255, 255)
+
+
+def test_array_float_unit_range():
+    arr = np.array([[0.0, 0.5, 1.0]], dtype=np.float32)
+    img = load_image(arr)
+    assert_bgr8(img, (1, 3))
+    assert img[0, 0, 0] == 0
+    assert 127 <= img[0, 1, 0] <= 128
+    assert img[0, 2, 0] == 255
+
+
+# ----------------------------------------------------------------------------- encoded variants
+def test_16bit_png_bytes():
+    arr = np.zeros((4, 5, 3), dtype=np.uint16)
+    arr[0, 0] = (65535, 0, 0)
+    data = encode(".png", arr)
+    img = load_image(data)
+    assert_bgr8(img, (4, 5))
+    assert tuple(img[0, 0]) == (255, 0, 0)  # still BGR: blue channel first
+
+
+def test_16bit_gray_png_bytes():
+    img = load_image(encode(".png", np.full((3, 4), 65535, dtype=np.uint16)))
+    assert_bgr8(img, (3, 4))
+    assert (img == 255).all()
+
+
+def test_rgba_png_bytes_transparent_becomes_white():
+    arr = np.zeros((2, 2, 4), dtype=np.uint8)
+    arr[0, 0] = (10, 20, 30, 255)
+    img = load_image(encode(".png", arr))
+    assert_bgr8(img, (2, 2))
+    assert tuple(img[0, 0]) == (10, 20, 30)
+    assert tuple(img[1, 1]) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("ext", [".bmp", ".webp", ".tiff"])
+def test_other_formats_bytes(ext):
+    arr = np.zeros((9, 11, 3), dtype=np.uint8)
+    arr[:, :] = (255, 0, 0)
+    img = load_image(encode(ext, arr))
+    assert_bgr8(img, (9, 11))
+    assert img[4, 5, 0] > 200 and img[4, 5, 2] < 50
+
+
+def test_gif_bytes():
+    buf = io.BytesIO()
+    Image.new("RGB", (33, 17), (255, 0, 0)).save(buf, "GIF")
+    img = load_image(buf.getvalue())
+    assert_bgr8(img, (17, 33))
+    assert tuple(img[0, 0]) == (0, 0, 255)
+
+
+# ----------------------------------------------------------------------------- EXIF orientation
+def test_exif_orientation_bytes_is_applied():
+    data = exif_rotated_jpeg(60, 30)
+    assert header_size(data) == (60, 30)  # stored size
+    img = load_image(data)
+    assert_bgr8(img)
+    assert img.shape == (60, 30, 3)
+
+
+def test_exif_orientation_path_is_applied(tmp_path):
+    p = tmp_path / "rotated.jpg"
+    p.write_bytes(exif_rotated_jpeg(60, 30))
+    assert load_image(p).shape == (60, 30, 3)
+
+
+def test_exif_orientation_pil_is_applied():
+    with Image.open(io.BytesIO(exif_rotated_jpeg(60, 30))) as im:
+        assert im.size == (60, 30)
+        img = load_image(im)
+    assert img.shape == (60, 30, 3)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+def test_missing_file(tmp_path):
+    p = tmp_path / "nope.jpg"
+    with pytest.raises(ImageError, match="nope.jpg") as ei:
+        load_image(p)
+    assert "no such file" in str(ei.value)
+
+
+def test_directory(tmp_path):
+    d = tmp_path / "adir"
+    d.mkdir()
+    with pytest.raises(ImageError, match="adir") as ei:
+        load_image(d)
+    assert "directory" in str(ei.value)
+
+
+def test_zero_byte_file(tmp_path):
+    p = tmp_path / "empty.jpg"
+    p.write_bytes(b"")
+    with pytest.raises(ImageError, match="empty.jpg") as ei:
+        load_image(p)
+    assert "empty" in str(ei.value).replace("empty.jpg", "")
+
+
+def test_empty_bytes():
+    with pytest.raises(ImageError, match="0 bytes"):
+        load_image(b"")
+
+
+def test_text_file_named_jpg(tmp_path):
+    p = tmp_path / "x.jpg"
+    p.write_text("this is not an image\n")
+    with pytest.raises(ImageError, match="x.jpg") as ei:
+        load_image(p)
+    assert "cannot decode" in str(ei.value)
+
+
+def test_truncated_jpeg_file(tmp_path, portrait):
+    data = portrait.read_bytes()
+    p = tmp_path / "half.jpg"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="half.jpg") as ei:
+        load_image(p)
+    assert "truncated" in str(ei.value)
+
+
+def test_truncated_jpeg_bytes(portrait):
+    data = portrait.read_bytes()
+    with pytest.raises(ImageError, match="truncated"):
+        load_image(data[: len(data) // 2])
+
+
+def test_truncated_jpeg_near_the_end(portrait):
+    """Only the last few bytes missing: libjpeg pads with grey and just warns; load_image must refuse."""
+    data = portrait.read_bytes()
+    with pytest.raises(ImageError, match="truncated"):
+        load_image(data[:-100])
+
+
+def test_jpeg_with_trailing_data_after_eoi_is_accepted(portrait, portrait_bgr):
+    data = portrait.read_bytes() + b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 64  # e.g. an appended MP4
+    assert np.array_equal(load_image(data), portrait_bgr)
+
+
+def test_pil_image_of_truncated_jpeg_raises_image_error(portrait):
+    data = portrait.read_bytes()
+    with Image.open(io.BytesIO(data[: len(data) // 2])) as im:
+        with pytest.raises(ImageError):
+            load_image(im)
+
+
+def test_png_header_claiming_huge_size_is_refused_fast(tmp_path):
+    data = png_header_only(30000, 30000)
+    assert header_size(data) == (30000, 30000)
+    p = tmp_path / "bomb.png"
+    p.write_bytes(data)
+    t0 = time.perf_counter()
+    with pytest.raises(ImageError, match="bomb.png") as ei:
+        load_image(p)
+    assert time.perf_counter() - t0 < 0.5
+    msg = str(ei.value)
+    assert "limit" in msg and "30000x30000" in msg
+    with pytest.raises(ImageError, match="limit"):
+        load_image(data)
+
+
+def test_png_header_with_zero_size():
+    with pytest.raises(ImageError, match="invalid size"):
+        load_image(png_header_only(0, 10))
+
+
+@pytest.mark.parametrize(
+    "arr",
+    [np.zeros((4, 4, 2), np.uint8), np.zeros((4, 4, 5), np.uint8), np.zeros(10, np.uint8), np.zeros((2, 2, 2, 3))],
+    ids=["HxWx2", "HxWx5", "1d", "4d"],
+)
+def test_array_bad_shape(arr):
+    with pytest.raises(ImageError, match="shape"):
+        load_image(arr)
+
+
+def test_array_without_pixels():
+    with pytest.raises(ImageError, match="no pixels"):
+        load_image(np.zeros((0, 5, 3), np.uint8))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_float_array_nan_or_inf(value):
+    arr = np.zeros((3, 3), dtype=np.float32)
+    arr[1, 1] = value
+    with pytest.raises(ImageError, match="NaN"):
+        load_image(arr)
+
+
+@pytest.mark.parametrize(
+    "obj", [42, 3.5, None, [[0, 1], [2, 3]], {"a": 1}], ids=["int", "float", "None", "list", "dict"]
+)
+def test_unsupported_type(obj):
+    with pytest.raises(ImageError, match=type(obj).__name__):
+        load_image(obj)
+
+
+def test_unsupported_dtype():
+    with pytest.raises(ImageError, match="dtype"):
+        load_image(np.zeros((2, 2), dtype=np.complex64))
+
+
+def test_image_error_is_a_value_error():
+    assert issubclass(ImageError, ValueError)
+
+
+# ----------------------------------------------------------------------------- max_pixels
+def test_max_pixels_array():
+    arr = np.zeros((100, 100, 3), np.uint8)
+    with pytest.raises(ImageError, match="limit"):
+        load_image(arr, max_pixels=5000)
+    assert load_image(arr, max_pixels=10_000).shape == (100, 100, 3)
+
+
+def test_max_pixels_bytes():
+    data = encode(".png", np.zeros((100, 100, 3), np.uint8))
+    with pytest.raises(ImageError, match="limit"):
+        load_image(data, max_pixels=5000)
+    assert load_image(data, max_pixels=10_000).shape == (100, 100, 3)
+
+
+def test_max_pixels_path(tmp_path):
+    p = tmp_path / "hundred.jpg"
+    p.write_bytes(encode(".jpg", np.zeros((100, 100, 3), np.uint8)))
+    with pytest.raises(ImageError, match="hundred.jpg"):
+        load_image(p, max_pixels=5000)
+
+
+def test_max_pixels_pil():
+    with pytest.raises(ImageError, match="limit"):
+        load_image(Image.new("RGB", (100, 100)), max_pixels=5000)
+
+
+# ----------------------------------------------------------------------------- header_size
+@pytest.mark.parametrize(
+    "ext,params",
+    [
+        (".png", None),
+        (".jpg", None),
+        (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]),
+        (".bmp", None),
+        (".webp", [cv2.IMWRITE_WEBP_QUALITY, 80]),  # lossy: VP8
+        (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),  # lossless: VP8L
+    ],
+    ids=["png", "jpeg", "jpeg-progressive", "bmp", "webp-lossy", "webp-lossless"],
+)
+def test_header_size_cv2_formats(ext, params):
+    rng = np.random.default_rng(1)
+    arr = rng.integers(0, 256, size=(17, 33, 3), dtype=np.uint8)
+    assert header_size(encode(ext, arr, params)) == (33, 17)
+
+
+def test_header_size_gif():
+    buf = io.BytesIO()
+    Image.new("RGB", (33, 17), (1, 2, 3)).save(buf, "GIF")
+    assert header_size(buf.getvalue()) == (33, 17)
+
+
+def test_header_size_webp_extended():
+    buf = io.BytesIO()
+    Image.new("RGBA", (33, 17), (1, 2, 3, 100)).save(buf, "WEBP", quality=80)
+    data = buf.getvalue()
+    assert data[12:16] == b"VP8X"
+    assert header_size(data) == (33, 17)
+
+
+def test_header_size_large_dimensions():
+    assert header_size(png_header_only(30000, 20000)) == (30000, 20000)
+
+
+def test_header_size_real_jpeg(portrait, portrait_bgr):
+    h, w = portrait_bgr.shape[:2]
+    assert header_size(portrait.read_bytes()) == (w, h)
+
+
+@pytest.mark.parametrize("data", [b"", b"hello", b"\x89PNG\r\n\x1a\n", b"\xff\xd8", b"GIF89a", b"RIFF\0\0\0\0WEBP"])
+def test_header_size_unknown_or_short(data):
+    assert header_size(data) is None
+
+
+# ----------------------------------------------------------------------------- expand_inputs
+def test_expand_inputs(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ["b.png", "a.JPG", "c.webp", "notes.txt", "data.csv"]:
+        (folder / name).write_bytes(b"x")
+    (folder / "sub.jpg").mkdir()  # a folder named like an image is not a file
+    single = tmp_path / "single.jpg"
+    single.write_bytes(b"x")
+    missing = tmp_path / "missing.jpg"
+    out = expand_inputs([str(single), folder, missing])
+    assert out == [single, folder / "a.JPG", folder / "b.png", folder / "c.webp", missing]
+    assert all(isinstance(p, Path) for p in out)
+
+
+def test_expand_inputs_empty_folder(tmp_path):
+    assert expand_inputs([tmp_path]) == []
