@@ -1,6 +1,8 @@
 """``emolens`` command line: one thin verb per library call.
 
     emolens predict PHOTO [PHOTO | FOLDER ...] [--json] [--annotate DIR] [--no-detect]
+    emolens video IN.mp4 [--out OUT.mp4] [--csv FILE] [--plot FILE.png] [--every N] [--force]
+    emolens webcam [--camera 0]
     emolens train --data ROOT [--config FILE] [--model NAME] [--epochs N] [--out RUN]   ([train] extra)
     emolens evaluate MODEL --data ROOT [--split val] [--out DIR]                        ([train] extra)
     emolens export RUN [--out model.onnx]                                               ([train] extra)
@@ -78,7 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "data": args.data, "out": args.out, "model": args.model, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "threads": args.threads,
         "limit_per_class": args.limit_per_class, "precision": args.precision,
-        "train_split": args.train_split, "val_split": args.val_split,
+        "train_split": args.train_split, "val_split": args.val_split, "init": args.init,
     }.items() if v is not None}
     base.update(overrides)
     if "data" not in base:
@@ -140,7 +142,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else ckpt.parent / "model.onnx"
     if out.exists() and not args.force:
         raise CLIError(f"{out} already exists; pass --force to replace it or --out another path")
-    extra = {"name": args.name} if args.name else {}
+    extra: dict = {"name": args.name} if args.name else {}
+    if args.tta_hflip:
+        extra["tta_hflip"] = True
+    if args.tta_scales:
+        extra["tta_scales"] = args.tta_scales
+    if args.metrics:
+        try:
+            report = json.loads(Path(args.metrics).read_text())
+            extra["metrics"] = {
+                f"{report['split']}_{k}": round(float(report[k]), 4) for k in ("accuracy", "macro_f1", "weighted_f1")
+            }
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise CLIError(f"--metrics {args.metrics}: not a report.json from `emolens evaluate` ({e})") from None
     path = export_checkpoint(ckpt, out, **extra)
     print(f"exported {path}")
     return 0
@@ -155,6 +169,70 @@ def cmd_models(args: argparse.Namespace) -> int:
         n = count_params(create_model(spec.name))
         chans = "gray" if spec.channels == 1 else "rgb"
         print(f"{spec.name:<10} {f'{spec.input_size}px {chans}':<10} {n:>10,}  {spec.description}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- video, webcam
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {n}")
+    return n
+
+
+def _stream_recognizer(args: argparse.Namespace):
+    from .classify import ModelError
+    from .recognizer import EmotionRecognizer
+
+    try:
+        return EmotionRecognizer(args.model, detector=args.detector, threads=args.threads)
+    except (ModelError, ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+
+
+def _stream_options(args: argparse.Namespace) -> dict:
+    if args.smooth < 0:
+        raise CLIError("--smooth must be >= 0 seconds")
+    return {"detect_every": args.detect_every, "smoothing": 0.0 if args.no_smooth else args.smooth}
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from .video import VideoError, check_outputs, process_video
+
+    if args.out is None and args.csv is None and args.plot is None:
+        raise CLIError("nothing to write: give --out VIDEO, --csv FILE and/or --plot IMAGE")
+    opts = _stream_options(args)
+    try:
+        check_outputs(args.input, out=args.out, csv_path=args.csv, plot=args.plot, force=args.force)
+        rec = _stream_recognizer(args)
+        s = process_video(args.input, out=args.out, csv_path=args.csv, plot=args.plot, recognizer=rec,
+                          every=args.every, force=args.force, progress=not args.quiet, bars=not args.no_bars, **opts)
+    except VideoError as e:
+        raise CLIError(str(e)) from None
+    print(f"{s.source}: {s.frames} frames read, {s.processed} recognised, {s.rows} face rows, "
+          f"{s.face_ids} face id(s), {s.fps:.1f} fps")
+    for path in s.outputs:
+        print(f"wrote {path}")
+    if s.interrupted:
+        print(f"emolens: interrupted after {s.frames} frames; the outputs above are complete up to there",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+def cmd_webcam(args: argparse.Namespace) -> int:
+    from .video import VideoError, run_webcam
+
+    opts = _stream_options(args)
+    rec = _stream_recognizer(args)
+    try:
+        n = run_webcam(rec, camera=args.camera, bars=not args.no_bars, **opts)
+    except VideoError as e:
+        raise CLIError(str(e)) from None
+    print(f"{n} frames shown", file=sys.stderr)
     return 0
 
 
@@ -177,6 +255,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
     p.set_defaults(func=cmd_predict)
 
+    def stream_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
+        p.add_argument("--detector", default="haar-fast", help="face detector (default: haar-fast; haar is slower)")
+        p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+        p.add_argument("--detect-every", type=_positive_int, default=5, metavar="K",
+                       help="full face search every K recognised frames, faces followed in between (default: 5)")
+        p.add_argument("--smooth", type=float, default=0.25, metavar="SECONDS",
+                       help="emotion smoothing time constant (default: 0.25)")
+        p.add_argument("--no-smooth", action="store_true", help="no smoothing: each frame's raw emotions")
+        p.add_argument("--no-bars", action="store_true", help="no per-emotion confidence bars beside the faces")
+
+    p = sub.add_parser("video", help="emotions of the faces in a video: annotated video, CSV, plot")
+    p.add_argument("input", metavar="VIDEO", help="any video file OpenCV can decode")
+    p.add_argument("--out", metavar="VIDEO", help="annotated video (.mp4, .avi, .mkv, .mov, .m4v)")
+    p.add_argument("--csv", metavar="FILE", help="one row per face per recognised frame")
+    p.add_argument("--plot", metavar="IMAGE", help="PNG of each face's emotions over time")
+    p.add_argument("--every", type=_positive_int, default=1, metavar="N", help="recognise every N-th frame")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    stream_flags(p)
+    p.set_defaults(func=cmd_video)
+
+    p = sub.add_parser("webcam", help="live window: faces, emotions, confidence bars, fps (q quits)")
+    p.add_argument("--camera", type=int, default=0, help="camera number (default: 0)")
+    stream_flags(p)
+    p.set_defaults(func=cmd_webcam)
+
     p = sub.add_parser("train", help="train a model on a folder dataset ([train] extra)")
     p.add_argument("--data", help="dataset root with <split>/<class>/* folders")
     p.add_argument("--config", help="JSON config (e.g. configs/fer2013_vgg_s.json); flags override it")
@@ -192,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-split")
     p.add_argument("--limit-per-class", type=int, help="use only the first N images of each class (quick runs)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights with a fresh schedule")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="accuracy, F1 and confusion matrix on a labelled split ([train] extra)")
@@ -206,6 +312,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run folder (uses best.pt) or a .pt checkpoint")
     p.add_argument("--out", help="output .onnx path (default: model.onnx beside the checkpoint)")
     p.add_argument("--name", help="a name stored in the model's metadata")
+    p.add_argument("--tta-hflip", action="store_true", help="predict with the mean of each face and its mirror image")
+    p.add_argument("--tta-scales", type=float, nargs="+", metavar="S",
+                   help="average crops of these sizes × the face box (e.g. 1.0 1.1)")
+    p.add_argument("--metrics", metavar="REPORT_JSON", help="store these `emolens evaluate` results in the model")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export)
 

@@ -26,6 +26,7 @@ class ModelMeta:
     temperature: float = 1.0  # softmax(logits / temperature)
     crop_margin: float = 0.0  # widen detector boxes by this fraction per side before classifying
     tta_hflip: bool = False  # average the probabilities of each crop and its mirror image
+    tta_scales: list[float] = field(default_factory=lambda: [1.0])  # crop sizes (× the face box) to average
     name: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
     format: int = FORMAT_VERSION
@@ -48,6 +49,8 @@ class ModelMeta:
             raise ValueError(f"model metadata: 'channels' must be 1 or 3, not {self.channels}")
         if self.input_size < 8:
             raise ValueError(f"model metadata: 'input_size' {self.input_size} is too small")
+        if not self.tta_scales or any(not 0.5 <= s <= 2.0 for s in self.tta_scales):
+            raise ValueError(f"model metadata: 'tta_scales' must be a non-empty list in [0.5, 2]: {self.tta_scales}")
         if self.std <= 0 or self.temperature <= 0:
             raise ValueError("model metadata: 'std' and 'temperature' must be positive")
 

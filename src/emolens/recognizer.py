@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from .classify import Classifier
+from .crop import crop_face
 from .detect import Detector, create_detector
 from .detect.base import Box
 from .imageio import DEFAULT_MAX_PIXELS, ImageError, ImageInput, expand_inputs, load_image
@@ -75,13 +76,16 @@ class EmotionRecognizer:
         return self.classify_boxes(bgr, boxes)
 
     def classify_boxes(self, bgr: np.ndarray, boxes: list[Box]) -> list[Face]:
-        """Classify the given face boxes of an image (one batched model call)."""
-        h, w = bgr.shape[:2]
-        crops = []
-        for b in boxes:
-            c = b.expand(self.crop_margin, w, h) if self.crop_margin else b
-            crops.append(bgr[c.y : c.y + c.h, c.x : c.x + c.w])
-        probs = self.classifier.predict_proba(crops)
+        """Classify the given face boxes of an image (one batched model call).
+
+        Each face is cut as a square around its box (:func:`emolens.crop.crop_face`); with
+        ``tta_scales`` in the model's metadata, one view per scale is classified and the
+        probabilities are averaged (the views use the real image around the face).
+        """
+        scales = self.classifier.meta.tta_scales or [1.0]
+        base = 1.0 + 2.0 * self.crop_margin
+        crops = [crop_face(bgr, b, base * s) for b in boxes for s in scales]
+        probs = self.classifier.predict_proba(crops).reshape(len(boxes), len(scales), -1).mean(axis=1)
         labels = self.classifier.labels
         faces = []
         for box, p in zip(boxes, probs):

@@ -1,18 +1,20 @@
 """Metrics of an exported model on a labelled folder split, computed with scikit-learn.
 
-The model is run through :class:`emolens.classify.Classifier` (ONNX Runtime), exactly as
+The model is run through :class:`emolens.EmotionRecognizer` (ONNX Runtime), exactly as
 ``emolens predict --no-detect`` runs it, so the numbers describe what users get.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from ..classify import Classifier
+from ..detect.base import Box
+from ..recognizer import EmotionRecognizer
 from ..training.data import load_folder_split
 
 
@@ -39,20 +41,37 @@ def evaluate_model(
     split: str = "val",
     *,
     limit_per_class: int | None = None,
-    batch_size: int = 256,
 ) -> dict[str, Any]:
     """Accuracy, macro/weighted F1, per-class table and confusion matrix of an ONNX model on
-    ``<data>/<split>/<class>/*`` (class folders must use the model's label names, after normalisation)."""
-    clf = Classifier(model)
+    ``<data>/<split>/<class>/*`` (class folders must use the model's label names, after normalisation).
+
+    Each image is one face, classified exactly as ``emolens predict --no-detect`` does it
+    (including the model's test-time augmentation)."""
+    rec = EmotionRecognizer(model)
+    clf = rec.classifier
     m = clf.meta
-    ds = load_folder_split(data, split, size=m.input_size, channels=m.channels, classes=clf.labels,
-                           limit_per_class=limit_per_class)
-    probs = np.concatenate([
-        clf.predict_proba(list(ds.images[i : i + batch_size])) for i in range(0, len(ds), batch_size)
-    ])
+    # keep the images at their own size when they are small (FER2013: 48×48), so every view is cut
+    # from the real pixels; larger images are reduced to 4× the model's input size to save memory
+    ds = load_folder_split(data, split, size=max(m.input_size, _common_size(data, split, 4 * m.input_size)),
+                           channels=m.channels, classes=clf.labels, limit_per_class=limit_per_class)
+    side = ds.images.shape[1]
+    whole = [Box(0, 0, side, side)]
+    probs = np.array([[f.scores[lab] for lab in clf.labels] for img in ds.images
+                      for f in rec.classify_boxes(img, whole)])
     report = classification_metrics(ds.labels, probs.argmax(1), clf.labels)
     report.update(model=str(clf.path), data=str(data), split=split, skipped=[f for f, _ in ds.skipped])
     return report
+
+
+def _common_size(data: str | os.PathLike, split: str, cap: int) -> int:
+    """The side of the first image found in the split, capped (datasets like FER2013 share one size)."""
+    import cv2
+
+    for f in sorted(Path(data, split).glob("*/*")):
+        img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
+        if img is not None:
+            return min(cap, max(img.shape))
+    return cap
 
 
 def format_report(report: dict[str, Any]) -> str:

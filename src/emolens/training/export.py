@@ -66,6 +66,6 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, **extra) 
     """``best.pt`` -> ``model.onnx`` with metadata (``extra`` goes into :class:`ModelMeta`)."""
     model, ck = load_checkpoint(ckpt)
     meta = meta_from_checkpoint(ck, **extra)
-    if "val_acc" in ck and "val_accuracy" not in meta.metrics:
-        meta.metrics["val_accuracy"] = round(float(ck["val_acc"]), 4)
+    if "val_acc" in ck and not meta.metrics:
+        meta.metrics["train_loop_val_accuracy"] = round(float(ck["val_acc"]), 4)
     return export_onnx(model, meta, out)

@@ -48,6 +48,7 @@ class TrainConfig:
     threads: int = 0  # 0 = torch's default
     seed: int = 0
     limit_per_class: int | None = None  # quick runs on a subset
+    init: str | None = None  # start from this checkpoint's weights (a new schedule: fine-tuning, warm restarts)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @classmethod
@@ -121,6 +122,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     # --- model and optimiser
     model = create_model(cfg.model, num_classes=len(tr.classes)).to(memory_format=torch.channels_last)
     log(f"model: {cfg.model}, {count_params(model):,} parameters")
+    if cfg.init and not resume:
+        init = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        if init.get("classes") != tr.classes:
+            raise ValueError(f"--init {cfg.init}: trained on classes {init.get('classes')}, this data has {tr.classes}")
+        model.load_state_dict(init["model"])
+        log(f"initialised from {cfg.init}")
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
