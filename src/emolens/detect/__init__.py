@@ -8,7 +8,16 @@ from typing import Any
 from .base import Box, Detector, merge_overlapping
 from .haar import HaarDetector
 
-_DETECTORS: dict[str, Callable[..., Detector]] = {"haar": HaarDetector}
+FAST_HAAR: dict[str, Any] = {"angles": (0.0,), "max_side": 400, "min_size": 0.1, "scale_factor": 1.2}
+"""``haar-fast`` (the video default): upright faces only, searched at most 400 px wide, faces at least 10% of
+the shorter side, coarser scale steps. Several times faster than ``haar``; misses tilted heads and small faces."""
+
+
+def _fast_haar(**kwargs: Any) -> HaarDetector:
+    return HaarDetector(**{**FAST_HAAR, **kwargs})
+
+
+_DETECTORS: dict[str, Callable[..., Detector]] = {"haar": HaarDetector, "haar-fast": _fast_haar}
 
 
 def available_detectors() -> list[str]:
@@ -24,4 +33,6 @@ def create_detector(name: str = "haar", **kwargs: Any) -> Detector:
     return factory(**kwargs)
 
 
-__all__ = ["Box", "Detector", "HaarDetector", "available_detectors", "create_detector", "merge_overlapping"]
+__all__ = [
+    "FAST_HAAR", "Box", "Detector", "HaarDetector", "available_detectors", "create_detector", "merge_overlapping",
+]

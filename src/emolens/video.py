@@ -1,0 +1,883 @@
+"""Video and webcam: frame source ─► recogniser ─► tracker ─► smoother ─► writers (video, CSV, plot) or a window.
+
+For your own apps, :func:`track_frames` is a generator of per-frame results with stable face ids::
+
+    from emolens import EmotionRecognizer
+    from emolens.video import track_frames
+
+    rec = EmotionRecognizer(detector="haar-fast")
+    for r in track_frames("clip.mp4", rec):            # a path, a camera index, a cv2.VideoCapture, or BGR arrays
+        for face in r.faces:
+            print(r.index, f"{r.time_s:.2f}", face.id, face.label, f"{face.score:.0%}")
+
+Speed: a full face search (the slow part) runs only every ``detect_every`` frames; between them
+each known face is searched for again in a small window around where it is expected (a few ms),
+and every frame is classified. The emotion of each face is an exponential moving average over
+``smoothing`` seconds (:class:`emolens.track.EmaSmoother`), so labels do not flicker.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol, Union
+
+import cv2
+import numpy as np
+
+from .detect import Box, Detector, HaarDetector, merge_overlapping
+from .draw import colour_for
+from .imageio import to_bgr8
+from .recognizer import EmotionRecognizer
+from .results import Face
+from .track import EmaSmoother, IoUTracker
+
+# FFmpeg prints its own complaints ("moov atom not found") before our clearer error; keep it quiet
+# unless the user asked for its logs. Read when OpenCV first opens a file with FFmpeg.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+VIDEO_SUFFIXES: dict[str, str] = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "XVID"}
+"""Annotated-video file types and the codec written for each (all in every OpenCV wheel)."""
+
+PLOT_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+HEADLESS_HINT = (
+    "this OpenCV has no window support (opencv-python-headless, which emolens installs, cannot open windows). "
+    "For the live window install the full OpenCV in its place: "
+    "pip uninstall -y opencv-python-headless && pip install 'opencv-python>=4.9,<5'. "
+    "Without a screen, use `emolens video` on a recorded file instead."
+)
+
+
+class VideoError(ValueError):
+    """A video, camera or display problem, with a message that says what to do."""
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class TrackedFace(Face):
+    """A :class:`emolens.Face` followed over time.
+
+    ``scores`` are smoothed over time and ``label`` changes only when another emotion is clearly
+    ahead (see :class:`emolens.track.EmaSmoother`); ``score`` is ``scores[label]``;
+    ``raw_scores`` are this frame's own probabilities.
+
+    Attributes:
+        id: stable id of this face in the stream (1, 2, 3 ... in order of appearance).
+        raw_scores: this frame's unsmoothed probabilities.
+        missed: 0 if the face was found in this frame; otherwise how many frames ago it was
+            last found (it is kept for a few frames at its last place so detector misses do not flicker).
+    """
+
+    id: int = 0
+    raw_scores: dict[str, float] = field(default_factory=dict)
+    missed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **super().to_dict()}
+
+
+@dataclass
+class FrameResult:
+    """The faces of one processed frame.
+
+    Attributes:
+        index: frame number in the source, from 0 (skipped frames are counted too).
+        time_s: seconds from the start (frame index / fps for files; wall clock for cameras).
+        faces: the faces with their track ids, largest first.
+        frame: the decoded BGR frame (not copied; draw on it or copy it).
+        detected: whether a full face search ran on this frame (otherwise faces were followed locally).
+    """
+
+    index: int
+    time_s: float
+    faces: list[TrackedFace]
+    frame: np.ndarray | None = field(default=None, repr=False)
+    detected: bool = True
+
+
+# ----------------------------------------------------------------------------- sources
+class Capture(Protocol):
+    """What emolens needs from a capture object (``cv2.VideoCapture`` has it)."""
+
+    def read(self) -> tuple[bool, np.ndarray | None]: ...
+
+    def release(self) -> None: ...
+
+
+VideoInput = Union[str, os.PathLike, int, Capture, Iterable[np.ndarray]]  # noqa: UP007
+"""A video file path, a camera index, a capture object, or an iterable of BGR frames."""
+
+
+class FrameSource:
+    """Frames from a file, a camera, a capture object or an iterable, numbered and time-stamped.
+
+    Iterating yields ``(index, time_s, bgr)``. Use :func:`open_source` to build one.
+
+    Attributes:
+        name: what to call the source in messages.
+        fps: frames per second (from the file; ``default_fps`` when unknown; cameras: nominal).
+        frame_count: frames in the file, or ``None`` when unknown (cameras, iterables).
+        live: ``True`` for cameras: times are wall-clock seconds since the first frame.
+    """
+
+    def __init__(self, reader: Any, *, name: str, fps: float, frame_count: int | None = None,
+                 live: bool = False, release: Any = None) -> None:
+        self._reader, self._release = reader, release
+        self.name, self.fps, self.frame_count, self.live = name, fps, frame_count, live
+        self._first: np.ndarray | None = None
+
+    def _read(self) -> np.ndarray | None:
+        if self._first is not None:
+            frame, self._first = self._first, None
+            return frame
+        return self._reader()
+
+    def peek(self) -> np.ndarray:
+        """The first frame (kept for iteration); raises :class:`VideoError` when there is none."""
+        if self._first is None:
+            self._first = self._reader()
+        if self._first is None:
+            if self.live:
+                raise VideoError(f"{self.name}: opened, but it gave no picture (is another program using it?)")
+            raise VideoError(f"{self.name}: no frame could be decoded (empty, truncated or corrupt video)")
+        return self._first
+
+    def __iter__(self) -> Iterator[tuple[int, float, np.ndarray]]:
+        start = None
+        index = 0
+        while True:
+            frame = self._read()
+            if frame is None:
+                return
+            if self.live:
+                now = time.monotonic()
+                start = now if start is None else start
+                t = now - start
+            else:
+                t = index / self.fps
+            yield index, t, frame
+            index += 1
+
+    def release(self) -> None:
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _capture_reader(cap: Any, name: str) -> Any:
+    def read() -> np.ndarray | None:
+        ok, frame = cap.read()
+        if not ok or frame is None:
+            return None
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            frame = to_bgr8(frame, name=name)
+        return frame
+    return read
+
+
+def _capture_fps(cap: Any, default: float) -> float:
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+    except Exception:  # noqa: BLE001 - fake or exotic capture objects
+        return default
+    return fps if math.isfinite(fps) and 1.0 <= fps <= 1000.0 else default
+
+
+def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0) -> FrameSource:
+    """Open a video file, a camera (an ``int``), a capture object or an iterable of BGR arrays.
+
+    Raises:
+        VideoError: the file is missing, empty or not a video OpenCV can decode, or the camera
+            cannot be opened. The message says which and what to try.
+    """
+    if isinstance(source, FrameSource):
+        return source
+    if isinstance(source, bool):
+        raise VideoError(f"not a video source: {source!r}")
+    if isinstance(source, int):
+        cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            cap.release()
+            raise VideoError(
+                f"cannot open camera {source}: there is no camera with that number, or another program is using it, "
+                "or this program may not use it. Try --camera 1, close other video apps, check the camera's "
+                "permissions (Linux: ls /dev/video*, and membership of the 'video' group)"
+            )
+        name = f"camera {source}"
+        return FrameSource(_capture_reader(cap, name), name=name, fps=_capture_fps(cap, default_fps),
+                           live=True, release=cap.release)
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if not p.exists():
+            raise VideoError(f"{p}: no such file")
+        if p.is_dir():
+            raise VideoError(f"{p}: is a directory, not a video file")
+        try:
+            size = p.stat().st_size
+        except OSError as e:
+            raise VideoError(f"{p}: cannot read ({e.strerror or e})") from None
+        if size == 0:
+            raise VideoError(f"{p}: file is empty (0 bytes)")
+        if not os.access(p, os.R_OK):
+            raise VideoError(f"{p}: permission denied")
+        cap = cv2.VideoCapture(str(p))
+        if not cap.isOpened():
+            cap.release()
+            raise VideoError(f"{p}: cannot decode: not a video format OpenCV can read, or the file is corrupt")
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        src = FrameSource(_capture_reader(cap, str(p)), name=str(p), fps=_capture_fps(cap, default_fps),
+                          frame_count=n if n > 0 else None, release=cap.release)
+        try:
+            src.peek()
+        except VideoError:
+            src.release()
+            raise
+        return src
+    if hasattr(source, "read"):  # cv2.VideoCapture or anything like it
+        cap = source
+        opened = getattr(cap, "isOpened", None)
+        if opened is not None and not opened():
+            raise VideoError("the capture object is not opened")
+        name = f"<{type(cap).__name__}>"  # the caller's object: the caller releases it
+        return FrameSource(_capture_reader(cap, name), name=name, fps=_capture_fps(cap, default_fps))
+    if isinstance(source, Iterable) and not isinstance(source, (bytes, bytearray, np.ndarray)):
+        it = iter(source)
+
+        def read() -> np.ndarray | None:
+            frame = next(it, None)
+            return None if frame is None else to_bgr8(np.asarray(frame), name="<frame>")
+
+        return FrameSource(read, name="<frames>", fps=default_fps)
+    raise VideoError(
+        f"unsupported video source {type(source).__name__}: pass a file path, a camera index, a capture object "
+        "or an iterable of BGR frames"
+    )
+
+
+# ----------------------------------------------------------------------------- per-frame work
+def local_detector_for(detector: Detector) -> Detector:
+    """A detector for the small window around a known face: a fast upright Haar search when
+    the main detector is Haar, else the main detector itself."""
+    if isinstance(detector, HaarDetector):
+        return HaarDetector(angles=(0.0,), max_side=144, pad=0.05, min_size=0.2, min_size_px=20, scale_factor=1.15)
+    return detector
+
+
+class FrameTracker:
+    """The work done on each frame: find faces, keep their ids, classify them, smooth the result.
+
+    Args:
+        recognizer: the :class:`EmotionRecognizer` (its detector does the full searches).
+        detect_every: run a full face search every this many processed frames (1 = every frame).
+            In between, known faces are followed with a local search (``local_search``) or
+            kept where they were.
+        smoothing: time constant in seconds of the emotion smoothing (0 = off, raw per-frame labels).
+        hysteresis: a face's label changes only when another emotion is ahead by this much
+            (with smoothing on; see :class:`emolens.track.EmaSmoother`).
+        box_smoothing: time constant in seconds of the box smoothing (0 = off).
+        hold: keep a face that was not found for up to this many frames at its last place.
+        max_missed: frames a face may stay unseen and keep its id.
+        local_search: follow known faces between full searches by searching a window around them.
+        local_detector: the detector for that window (default: :func:`local_detector_for`).
+    """
+
+    def __init__(
+        self,
+        recognizer: EmotionRecognizer,
+        *,
+        detect_every: int = 5,
+        smoothing: float = 0.25,
+        hysteresis: float = 0.05,
+        box_smoothing: float = 0.0,
+        hold: int = 3,
+        max_missed: int = 10,
+        local_search: bool = True,
+        local_detector: Detector | None = None,
+    ) -> None:
+        if detect_every < 1:
+            raise ValueError("detect_every must be >= 1")
+        if hold < 0:
+            raise ValueError("hold must be >= 0")
+        self.recognizer = recognizer
+        self.detect_every, self.hold, self.local_search = detect_every, hold, local_search
+        self.local_detector = local_detector or local_detector_for(recognizer.detector)
+        self.tracker = IoUTracker(max_missed=max(max_missed, hold), max_distance=1.0)
+        self.smoother = EmaSmoother(tau=smoothing, box_tau=box_smoothing, hysteresis=hysteresis if smoothing else 0.0)
+        self._count = 0
+
+    @property
+    def labels(self) -> list[str]:
+        return self.recognizer.labels
+
+    def reset(self) -> None:
+        """Forget every face (e.g. after a scene cut or a seek)."""
+        self.tracker.reset()
+        self.smoother.reset()
+        self._count = 0
+
+    def _search_near(self, frame: np.ndarray, box: Box) -> Box | None:
+        h, w = frame.shape[:2]
+        win = box.expand(1.0, w, h)  # 3× the face: it may have moved by up to one face width
+        if win.w < 8 or win.h < 8:
+            return None
+        found = self.local_detector.detect(frame[win.y : win.y + win.h, win.x : win.x + win.w])
+        cx, cy = box.x + box.w / 2, box.y + box.h / 2
+        best, best_d = None, math.inf
+        for b in found:
+            if not 0.6 <= b.w / max(1, box.w) <= 1.6:
+                continue
+            d = math.hypot(win.x + b.x + b.w / 2 - cx, win.y + b.y + b.h / 2 - cy)
+            if d < best_d:
+                best, best_d = Box(win.x + b.x, win.y + b.y, b.w, b.h, b.score), d
+        return best if best is not None and best_d <= box.w else None
+
+    def process(self, frame: np.ndarray, index: int = 0, time_s: float = 0.0) -> FrameResult:
+        """Faces of one uint8 BGR frame, with ids and smoothed emotions."""
+        full = self._count % self.detect_every == 0 or not self.tracker.tracks
+        self._count += 1
+        if full:
+            self._count = 1
+            boxes = list(self.recognizer.detector.detect(frame))
+            # known faces the full search missed (e.g. Haar flicker) get a local search too
+            pending = [t for t in self.tracker.tracks if all(b.iou(t.predicted()) < 0.3 for b in boxes)]
+        else:
+            boxes = []
+            pending = list(self.tracker.tracks)
+        for t in pending:
+            pred = t.predicted()
+            b = self._search_near(frame, pred) if self.local_search else (pred if not full else None)
+            if b is not None:
+                boxes.append(b)
+        boxes = merge_overlapping(boxes, iou_threshold=0.3)
+        ids = self.tracker.update(boxes)
+
+        report: list[tuple[int, Box, int]] = [(i, b, 0) for i, b in zip(ids, boxes)]
+        for t in self.tracker.tracks:  # hold faces just missed, unless a found face is already there
+            if 0 < t.missed <= self.hold and all(t.box.iou(b) < 0.3 for b in boxes):
+                report.append((t.id, t.box, t.missed))
+        h, w = frame.shape[:2]
+        report = [(i, Box(max(0, b.x), max(0, b.y), min(w, b.x + b.w) - max(0, b.x),
+                          min(h, b.y + b.h) - max(0, b.y), b.score), m) for i, b, m in report]
+        report = [r for r in report if r[1].w >= 2 and r[1].h >= 2]
+        faces_raw = self.recognizer.classify_boxes(frame, [b for _, b, _ in report])
+        labels = self.labels
+        faces: list[TrackedFace] = []
+        for (tid, box, missed), f in zip(report, faces_raw):
+            raw = np.array([f.scores[k] for k in labels], dtype=np.float64)
+            p = self.smoother.update(tid, raw, time_s)
+            k = self.smoother.label(tid, p)
+            faces.append(TrackedFace(
+                box=self.smoother.update_box(tid, box, time_s), label=labels[k], score=float(p[k]),
+                scores={lab: float(v) for lab, v in zip(labels, p)}, id=tid, raw_scores=f.scores, missed=missed,
+            ))
+        self.smoother.forget(self.tracker.ids())
+        faces.sort(key=lambda f: f.box.area, reverse=True)
+        return FrameResult(index, time_s, faces, frame, detected=full)
+
+
+def track_frames(
+    source: VideoInput | FrameSource,
+    recognizer: EmotionRecognizer | None = None,
+    *,
+    every: int = 1,
+    **options: Any,
+) -> Iterator[FrameResult]:
+    """Recognise and follow the faces of a video, camera or frame sequence, one result per processed frame.
+
+    Args:
+        source: a video file path, a camera index, a ``cv2.VideoCapture``-like object, or an
+            iterable of BGR arrays (timed at 30 fps).
+        recognizer: an :class:`EmotionRecognizer`; default: the bundled model with the
+            ``haar-fast`` detector.
+        every: process every N-th frame only (the others are read and skipped).
+        **options: passed to :class:`FrameTracker` (``detect_every``, ``smoothing``, ``hold`` ...).
+
+    Yields:
+        :class:`FrameResult` with the frame's index, its time in seconds and the faces, each with a
+        stable ``id``.
+
+    Raises:
+        VideoError: the source cannot be opened or decoded.
+    """
+    if every < 1:
+        raise ValueError("every must be >= 1")
+    rec = recognizer or EmotionRecognizer(detector="haar-fast")
+    ft = FrameTracker(rec, **options)
+    src = open_source(source)
+    try:
+        for index, t, frame in src:
+            if index % every == 0:
+                yield ft.process(frame, index, t)
+    finally:
+        if src is not source:
+            src.release()
+
+
+# ----------------------------------------------------------------------------- drawing
+def draw_faces(frame: np.ndarray, faces: list[TrackedFace], *, bars: bool = True, fps: float | None = None,
+               labels: list[str] | None = None) -> np.ndarray:
+    """Draw, **in place**, each face's box, ``#id label 93%`` and (``bars``) a bar per emotion; and the fps.
+
+    Returns ``frame``.
+    """
+    h, w = frame.shape[:2]
+    base = max(h, w)
+    thick = max(1, round(base / 500))
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    fs = max(0.4, base / 1400)
+    for face in faces:
+        b, col = face.box, colour_for(face.label)
+        cv2.rectangle(frame, (b.x, b.y), (b.x + b.w, b.y + b.h), col, thick + 1)
+        text = f"#{face.id} {face.label} {face.score:.0%}"
+        (tw, th), bl = cv2.getTextSize(text, font, fs, thick)
+        ty = b.y - 4 if b.y - th - bl - 4 >= 0 else min(h - 1, b.y + b.h + th + bl + 4)
+        cv2.rectangle(frame, (b.x, ty - th - bl), (b.x + tw + 4, ty + 2), col, cv2.FILLED)
+        cv2.putText(frame, text, (b.x + 2, ty - bl // 2), font, fs, (0, 0, 0) if sum(col) > 380 else (255, 255, 255),
+                    thick, cv2.LINE_AA)
+        if bars and face.scores:
+            _draw_bars(frame, face, labels or list(face.scores), fs * 0.8)
+    if fps is not None:
+        text = f"{fps:.1f} fps"
+        (tw, th), bl = cv2.getTextSize(text, font, fs, thick)
+        cv2.rectangle(frame, (0, 0), (tw + 8, th + bl + 8), (0, 0, 0), cv2.FILLED)
+        cv2.putText(frame, text, (4, th + 4), font, fs, (255, 255, 255), thick, cv2.LINE_AA)
+    return frame
+
+
+def _draw_bars(frame: np.ndarray, face: TrackedFace, labels: list[str], fs: float) -> None:
+    """A small bar chart of every emotion's probability beside the face (right side if it fits, else left)."""
+    h, w = frame.shape[:2]
+    b = face.box
+    row = max(10, int(22 * fs))
+    name_w = cv2.getTextSize("surprise", cv2.FONT_HERSHEY_SIMPLEX, fs, 1)[0][0] + 4
+    bar_w = max(30, int(b.w * 0.6))
+    total_w = name_w + bar_w + 6
+    x0 = b.x + b.w + 6 if b.x + b.w + 6 + total_w <= w else max(0, b.x - total_w - 6)
+    y0 = max(0, min(b.y, h - row * len(labels)))
+    cv2.rectangle(frame, (x0 - 2, y0), (min(w - 1, x0 + total_w), min(h - 1, y0 + row * len(labels) + 2)),
+                  (30, 30, 30), cv2.FILLED)
+    for i, lab in enumerate(labels):
+        y = y0 + i * row
+        if y + row > h:
+            break
+        p = face.scores.get(lab, 0.0)
+        cv2.putText(frame, lab[:8], (x0, y + row - 3), cv2.FONT_HERSHEY_SIMPLEX, fs, (255, 255, 255), 1, cv2.LINE_AA)
+        bx = x0 + name_w
+        cv2.rectangle(frame, (bx, y + 2), (bx + bar_w, y + row - 2), (60, 60, 60), cv2.FILLED)
+        cv2.rectangle(frame, (bx, y + 2), (bx + int(round(bar_w * p)), y + row - 2), colour_for(lab), cv2.FILLED)
+
+
+# ----------------------------------------------------------------------------- writers
+CSV_FIXED_COLUMNS = ["time_s", "frame", "face_id", "x", "y", "w", "h", "label", "score"]
+"""The CSV's first columns; one column per emotion label (its smoothed probability) follows."""
+
+
+def csv_columns(labels: list[str]) -> list[str]:
+    return CSV_FIXED_COLUMNS + list(labels)
+
+
+def csv_rows(result: FrameResult, labels: list[str]) -> list[list[str]]:
+    """One CSV row per face of a frame result (columns: :func:`csv_columns`)."""
+    rows = []
+    for f in result.faces:
+        b = f.box
+        rows.append([f"{result.time_s:.3f}", str(result.index), str(f.id), str(b.x), str(b.y), str(b.w), str(b.h),
+                     f.label, f"{f.score:.4f}", *(f"{f.scores.get(k, 0.0):.4f}" for k in labels)])
+    return rows
+
+
+def _nice_step(span: float, max_ticks: int = 10) -> float:
+    for step in (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600):
+        if span / step <= max_ticks:
+            return float(step)
+    return 3600.0 * math.ceil(span / 3600 / max_ticks)
+
+
+def render_timeline(series: dict[int, tuple[list[float], list[np.ndarray]]], labels: list[str], *,
+                    width: int = 1200, panel_h: int = 150, max_faces: int = 8) -> np.ndarray:
+    """A BGR image: per face id, each emotion's probability over time (a line per emotion), with a
+    strip coloured by the winning emotion below it. Drawn with OpenCV (no matplotlib needed).
+
+    Args:
+        series: face id -> (times in s, probability vectors in ``labels`` order).
+        max_faces: plot at most this many faces (those seen in most frames).
+    """
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    ids = sorted(series, key=lambda i: len(series[i][0]), reverse=True)[:max_faces]
+    ids.sort()
+    left, right, top, legend_h, strip = 70, 20, 10, 34, 10
+    img_h = top + legend_h + max(1, len(ids)) * (panel_h + strip + 40) + 20
+    img = np.full((img_h, width, 3), 255, np.uint8)
+    x = left
+    for lab in labels:  # legend
+        cv2.rectangle(img, (x, top + 8), (x + 24, top + 20), colour_for(lab), cv2.FILLED)
+        cv2.putText(img, lab, (x + 30, top + 20), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        x += 40 + cv2.getTextSize(lab, font, 0.5, 1)[0][0]
+    if not ids:
+        cv2.putText(img, "no faces found", (left, top + legend_h + 40), font, 0.8, (0, 0, 0), 1, cv2.LINE_AA)
+        return img
+    t0 = min(series[i][0][0] for i in ids)
+    t1 = max(series[i][0][-1] for i in ids)
+    span = max(t1 - t0, 1e-3)
+    pw = width - left - right
+
+    def xpix(t: np.ndarray | float) -> np.ndarray:
+        return left + (np.asarray(t) - t0) / span * pw
+
+    step = _nice_step(span)
+    for n, tid in enumerate(ids):
+        y0 = top + legend_h + n * (panel_h + strip + 40) + 20
+        times, probs = series[tid]
+        ts, ps = np.asarray(times, dtype=np.float64), np.asarray(probs, dtype=np.float64).reshape(len(times), -1)
+        cv2.putText(img, f"face #{tid}", (left, y0 - 6), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        cv2.rectangle(img, (left, y0), (left + pw, y0 + panel_h), (180, 180, 180), 1)
+        for v in (0.0, 0.5, 1.0):
+            y = int(round(y0 + panel_h * (1 - v)))
+            cv2.line(img, (left, y), (left + pw, y), (225, 225, 225), 1)
+            cv2.putText(img, f"{v:.1f}", (left - 34, y + 4), font, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
+        tick = math.ceil(t0 / step) * step
+        while tick <= t1 + 1e-9:
+            xt = int(round(float(xpix(tick))))
+            cv2.line(img, (xt, y0 + panel_h + strip), (xt, y0 + panel_h + strip + 4), (90, 90, 90), 1)
+            txt = f"{tick:g}s"
+            cv2.putText(img, txt, (xt - 8, y0 + panel_h + strip + 18), font, 0.4, (90, 90, 90), 1, cv2.LINE_AA)
+            tick += step
+        xs = xpix(ts)
+        for k, lab in enumerate(labels):
+            ys = y0 + panel_h * (1 - ps[:, k])
+            pts = np.stack([xs, ys], axis=1).round().astype(np.int32).reshape(-1, 1, 2)
+            if len(pts) == 1:
+                cv2.circle(img, tuple(int(v) for v in pts[0, 0]), 2, colour_for(lab), cv2.FILLED)
+            else:
+                cv2.polylines(img, [pts], False, colour_for(lab), 2, cv2.LINE_AA)
+        win = ps.argmax(axis=1)
+        edges = np.append(xs, xs[-1] + max(1.0, pw / max(1, len(xs))))
+        for j in range(len(ts)):
+            xa, xb = int(round(edges[j])), max(int(round(edges[j])) + 1, int(round(edges[j + 1])))
+            cv2.rectangle(img, (xa, y0 + panel_h + 2), (min(xb, left + pw), y0 + panel_h + strip),
+                          colour_for(labels[int(win[j])]), cv2.FILLED)
+    return img
+
+
+def _fourcc_for(path: Path) -> str:
+    try:
+        return VIDEO_SUFFIXES[path.suffix.lower()]
+    except KeyError:
+        raise VideoError(f"{path}: unsupported video file type; use one of {', '.join(VIDEO_SUFFIXES)}") from None
+
+
+def check_outputs(
+    source: VideoInput,
+    *,
+    out: str | os.PathLike | None = None,
+    csv_path: str | os.PathLike | None = None,
+    plot: str | os.PathLike | None = None,
+    force: bool = False,
+) -> None:
+    """Refuse outputs that exist (unless ``force``), that are the input, that coincide, or have a wrong type.
+
+    Raises:
+        VideoError: with a message naming the output and what to do.
+    """
+    outs = [(opt, Path(p)) for opt, p in (("--out", out), ("--csv", csv_path), ("--plot", plot)) if p is not None]
+    if out is not None:
+        _fourcc_for(Path(out))
+    if plot is not None and Path(plot).suffix.lower() not in PLOT_SUFFIXES:
+        raise VideoError(f"{plot}: the plot is an image; give a name ending in {', '.join(PLOT_SUFFIXES)}")
+    src = Path(source) if isinstance(source, (str, os.PathLike)) else None
+    seen: dict[Path, str] = {}
+    for opt, p in outs:
+        r = p.resolve()
+        if src is not None and (r == src.resolve() or (p.exists() and src.exists() and os.path.samefile(p, src))):
+            raise VideoError(f"{opt} {p}: that is the input video; choose another output name")
+        if r in seen:
+            raise VideoError(f"{opt} {p}: same file as {seen[r]}; give each output its own name")
+        seen[r] = opt
+        if p.is_dir():
+            raise VideoError(f"{opt} {p}: is a directory; give a file name")
+        if p.exists() and not force:
+            raise VideoError(f"{opt} {p}: already exists; pass --force to replace it, or choose another name")
+
+
+class Progress:
+    """A one-line progress report on stderr: frames, percent, fps, ETA (no tqdm needed).
+
+    On a terminal the line is redrawn in place twice a second; otherwise a line is printed every 10 s.
+    """
+
+    def __init__(self, total: int | None, *, stream: IO[str] | None = None, enabled: bool = True) -> None:
+        self.total, self.stream, self.enabled = total, stream or sys.stderr, enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.start = self._last = time.monotonic()
+        self.n = 0
+
+    def line(self) -> str:
+        el = time.monotonic() - self.start
+        fps = self.n / el if el > 0 else 0.0
+        if self.total:
+            eta = max(0, self.total - self.n) / fps if fps > 0 else 0.0
+            return (f"frame {self.n}/{self.total} {min(100, 100 * self.n // self.total):3d}%  {fps:.1f} fps  "
+                    f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
+        return f"frame {self.n}  {fps:.1f} fps  {int(el // 60)}:{int(el % 60):02d} elapsed"
+
+    def update(self, n: int) -> None:
+        self.n = n
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last >= (0.5 if self.tty else 10.0):
+            self._last = now
+            self.stream.write(("\r" + self.line() + "  ") if self.tty else self.line() + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write(("\r" if self.tty else "") + self.line() + "  \n")
+            self.stream.flush()
+
+
+@dataclass
+class VideoSummary:
+    """What :func:`process_video` did."""
+
+    source: str
+    frames: int = 0
+    processed: int = 0
+    rows: int = 0
+    face_ids: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    outputs: list[Path] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+
+def process_video(
+    source: VideoInput | FrameSource,
+    *,
+    out: str | os.PathLike | None = None,
+    csv_path: str | os.PathLike | None = None,
+    plot: str | os.PathLike | None = None,
+    recognizer: EmotionRecognizer | None = None,
+    every: int = 1,
+    force: bool = False,
+    progress: bool = True,
+    bars: bool = True,
+    progress_stream: IO[str] | None = None,
+    **options: Any,
+) -> VideoSummary:
+    """Recognise a whole video: an annotated copy, a CSV (one row per face per processed frame) and a plot.
+
+    Every frame of the input goes into the annotated video; with ``every`` > 1 only every N-th frame
+    is recognised and the frames in between show the last result. Ctrl-C (``KeyboardInterrupt``)
+    stops early and still closes every output properly (a playable video, a complete CSV, the plot
+    so far); the summary then has ``interrupted=True``.
+
+    Args:
+        source: a video path, camera index, capture object or iterable of frames.
+        out: annotated video file (.mp4, .avi, .mkv, .mov, .m4v).
+        csv_path: CSV file, columns :func:`csv_columns`.
+        plot: PNG/JPEG of each face's emotions over time.
+        every: recognise every N-th frame.
+        force: replace existing output files (the input is never written over).
+        **options: passed to :class:`FrameTracker`.
+
+    Raises:
+        VideoError: unreadable input, unusable or existing outputs.
+    """
+    if every < 1:
+        raise VideoError("--every must be at least 1")
+    check_outputs(source, out=out, csv_path=csv_path, plot=plot, force=force)
+    src = open_source(source)
+    summary = VideoSummary(src.name)
+    writer = csv_file = None
+    series: dict[int, tuple[list[float], list[np.ndarray]]] = {}
+    try:
+        first = src.peek()
+        rec = recognizer or EmotionRecognizer(detector="haar-fast")
+        ft = FrameTracker(rec, **options)
+        labels = ft.labels
+        h, w = first.shape[:2]
+        if out is not None:
+            op = Path(out)
+            op.parent.mkdir(parents=True, exist_ok=True)
+            writer = cv2.VideoWriter(str(op), cv2.VideoWriter_fourcc(*_fourcc_for(op)), src.fps, (w, h))
+            if not writer.isOpened():
+                writer.release()
+                writer = None
+                raise VideoError(f"--out {op}: OpenCV cannot write this video file")
+            summary.outputs.append(op)
+        csv_w = None
+        if csv_path is not None:
+            cp = Path(csv_path)
+            cp.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                csv_file = open(cp, "w" if force else "x", newline="", encoding="utf-8")  # noqa: SIM115
+            except FileExistsError:
+                raise VideoError(f"--csv {cp}: already exists; pass --force to replace it") from None
+            csv_w = csv.writer(csv_file)
+            csv_w.writerow(csv_columns(labels))
+            summary.outputs.append(cp)
+        bar = Progress(src.frame_count, stream=progress_stream, enabled=progress)
+        start = time.monotonic()
+        last: FrameResult | None = None
+        try:
+            for index, t, frame in src:
+                if index % every == 0:
+                    last = ft.process(frame, index, t)
+                    summary.processed += 1
+                    if csv_w is not None:
+                        rows = csv_rows(last, labels)
+                        csv_w.writerows(rows)
+                        summary.rows += len(rows)
+                    for f in last.faces:
+                        ts, ps = series.setdefault(f.id, ([], []))
+                        ts.append(t)
+                        ps.append(np.array([f.scores[k] for k in labels], dtype=np.float32))
+                if writer is not None:
+                    drawn = draw_faces(frame, last.faces if last else [], bars=bars, labels=labels)
+                    if drawn.shape[:2] != (h, w):  # streams that change size mid-way: the writer's size is fixed
+                        drawn = cv2.resize(drawn, (w, h), interpolation=cv2.INTER_AREA)
+                    writer.write(drawn)
+                summary.frames = index + 1
+                bar.update(summary.frames)
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        summary.seconds = time.monotonic() - start
+        bar.close()
+        summary.face_ids = len(series)
+        if plot is not None:
+            pp = Path(plot)
+            pp.parent.mkdir(parents=True, exist_ok=True)
+            ok, buf = cv2.imencode(pp.suffix.lower(), render_timeline(series, labels))
+            if not ok:
+                raise VideoError(f"--plot {pp}: could not encode the image")
+            pp.write_bytes(buf.tobytes())
+            summary.outputs.append(pp)
+    finally:
+        if writer is not None:
+            writer.release()
+        if csv_file is not None:
+            csv_file.close()
+        src.release()
+    return summary
+
+
+# ----------------------------------------------------------------------------- webcam
+class Display(Protocol):
+    """Where live frames go. :class:`CvDisplay` is an OpenCV window; tests use a fake."""
+
+    def show(self, frame: np.ndarray) -> int:
+        """Show a frame; return the key pressed meanwhile (-1 for none, or when the window was closed: ord('q'))."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class CvDisplay:
+    """An OpenCV window (needs opencv-python, not -headless, and a screen)."""
+
+    def __init__(self, title: str = "emolens (q quits)") -> None:
+        if not _has_gui():
+            raise VideoError(HEADLESS_HINT)
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise VideoError("no screen to show a window on (DISPLAY is not set): run it on a desktop session, "
+                             "or use `emolens video` on a recorded file")
+        self.title = title
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except (cv2.error, AttributeError):
+            raise VideoError(HEADLESS_HINT) from None
+        self._shown = False
+
+    def show(self, frame: np.ndarray) -> int:
+        cv2.imshow(self.title, frame)
+        key = cv2.waitKey(1)
+        self._shown = True
+        try:
+            if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1:  # window closed with the mouse
+                return ord("q")
+        except cv2.error:
+            return ord("q")
+        return key
+
+    def close(self) -> None:
+        try:
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)
+        except cv2.error:
+            pass
+
+
+def _has_gui() -> bool:
+    """Whether this OpenCV build has any window backend."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip().upper() != "NONE"
+    return True
+
+
+def run_webcam(
+    recognizer: EmotionRecognizer | None = None,
+    *,
+    camera: int | VideoInput = 0,
+    display: Display | None = None,
+    max_frames: int | None = None,
+    bars: bool = True,
+    **options: Any,
+) -> int:
+    """A live window with each face's box, id, emotion, confidence bars and the fps; ``q`` or Esc quits.
+
+    Args:
+        camera: a camera index, or any source :func:`open_source` accepts (tests pass a fake capture).
+        display: where frames go (default: a :class:`CvDisplay` window).
+        max_frames: stop after this many frames (default: until ``q``).
+        **options: passed to :class:`FrameTracker`.
+
+    Returns:
+        the number of frames shown.
+
+    Raises:
+        VideoError: no window support / no screen, or no camera; the message says what to do.
+    """
+    disp = display if display is not None else CvDisplay()
+    try:
+        src = open_source(camera)
+        try:
+            if not isinstance(camera, int):
+                src.live = True
+            src.peek()
+            rec = recognizer or EmotionRecognizer(detector="haar-fast")
+            labels = rec.labels
+            shown, fps, last = 0, 0.0, time.monotonic()
+            for r in track_frames(src, rec, **options):
+                now = time.monotonic()
+                dt, last = now - last, now
+                if dt > 0:
+                    fps = 1 / dt if fps == 0 else 0.9 * fps + 0.1 / dt
+                key = disp.show(draw_faces(r.frame, r.faces, bars=bars, fps=fps, labels=labels))
+                shown += 1
+                if key != -1 and (key & 0xFF) in (ord("q"), ord("Q"), 27):
+                    break
+                if max_frames is not None and shown >= max_frames:
+                    break
+            return shown
+        finally:
+            src.release()
+    finally:
+        disp.close()
