@@ -25,17 +25,19 @@ import torch
 import torch.nn.functional as F
 
 from .augment import AugmentConfig, augment_batch
-from .data import load_folder_split
+from .data import MANIFEST_NAME, open_source
 from .zoo import count_params, create_model, get_spec
 
 
 @dataclass
 class TrainConfig:
-    data: str  # folder with <split>/<class>/* sub-folders
+    data: str  # FER2013 CSV, <split>/<class>/* folders or flat <class>/* folders (see training.data)
     out: str = "runs/emolens"
     model: str = "vgg_s"
-    train_split: str = "train"
-    val_split: str = "val"
+    train_split: str | None = None  # None = the source's default (train)
+    val_split: str | None = None  # None = the source's default (val, else test)
+    split_seed: int = 0  # flat class folders / CSV without Usage: the seeded stratified split
+    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     epochs: int = 30
     batch_size: int = 128
     lr: float = 2e-3
@@ -110,14 +112,21 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     # --- data
     spec = get_spec(cfg.model)
     t0 = time.time()
-    tr = load_folder_split(cfg.data, cfg.train_split, size=spec.input_size, channels=spec.channels,
-                           limit_per_class=cfg.limit_per_class)
-    va = load_folder_split(cfg.data, cfg.val_split, size=spec.input_size, channels=spec.channels,
-                           classes=tr.classes, limit_per_class=cfg.limit_per_class)
-    log(f"data: {len(tr)} train / {len(va)} val images, classes {tr.classes}, decoded in {time.time() - t0:.1f}s")
-    for ds, name in ((tr, "train"), (va, "val")):
-        for _file, why in ds.skipped:
-            log(f"skipped ({name}): {why}")
+    if resume and (out / MANIFEST_NAME).is_file():  # the split drawn when the run started
+        source = open_source(out)
+    else:
+        source = open_source(cfg.data, split_seed=cfg.split_seed, fractions=cfg.split_fractions)
+        source.write_manifest(out)
+    train_split, val_split = cfg.train_split, cfg.val_split
+    if not (train_split and val_split):
+        default_train, default_val = source.default_splits()
+        train_split, val_split = train_split or default_train, val_split or default_val
+    tr = source.load(train_split, size=spec.input_size, channels=spec.channels,
+                     limit_per_class=cfg.limit_per_class, log=log)
+    va = source.load(val_split, size=spec.input_size, channels=spec.channels,
+                     classes=tr.classes, limit_per_class=cfg.limit_per_class, log=log)
+    log(f"data: {source.kind} {cfg.data}, {len(tr)} {train_split} / {len(va)} {val_split} images, "
+        f"classes {tr.classes}, decoded in {time.time() - t0:.1f}s")
 
     # --- model and optimiser
     model = create_model(cfg.model, num_classes=len(tr.classes)).to(memory_format=torch.channels_last)
