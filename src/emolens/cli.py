@@ -4,8 +4,9 @@
     emolens video IN.mp4 [--out OUT.mp4] [--csv FILE] [--plot FILE.png] [--every N] [--force]
     emolens webcam [--camera 0]
     emolens train --data ROOT [--config FILE] [--model NAME] [--epochs N] [--out RUN]   ([train] extra)
-    emolens evaluate MODEL --data ROOT [--split val] [--out DIR]                        ([train] extra)
-    emolens export RUN [--out model.onnx]                                               ([train] extra)
+    emolens evaluate MODEL --data PATH [--split val] [--out DIR] [--force]              ([train] extra)
+    emolens compare RUN_A RUN_B ... [--json]                                            ([train] extra)
+    emolens export RUN [--out model.onnx] [--int8]                                      ([train] extra)
     emolens models                                                                      ([train] extra)
 """
 
@@ -95,68 +96,107 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- evaluate
-def _resolve_model(path: str) -> Path:
-    p = Path(path)
-    if p.is_dir():
-        p = p / "model.onnx"
-    if not p.is_file():
-        raise CLIError(f"{path}: no such model (give an .onnx file or a run folder with model.onnx)")
-    return p
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
-        from .evaluation.metrics import evaluate_model, format_report
+        from .evaluation.metrics import evaluate_model, resolve_model
+        from .evaluation.report import existing_outputs, format_report, write_report
     except ImportError:
         raise CLIError(TRAIN_EXTRA_HINT) from None
     from .classify import ModelError
 
-    model = _resolve_model(args.model) if args.model != "default" else None
     try:
-        report = evaluate_model(model, args.data, args.split, limit_per_class=args.limit_per_class)
+        _, run = resolve_model(args.model)
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from None
+    out = Path(args.out) if args.out else (run / f"eval-{args.split}" if run is not None else None)
+    if out is not None and existing_outputs(out) and not args.force:  # fail before the slow part
+        raise CLIError(f"{out} already holds a report; pass --force to replace it, or give another --out")
+    try:
+        ev = evaluate_model(args.model, args.data, args.split, limit_per_class=args.limit_per_class,
+                            log=lambda m: print(m, file=sys.stderr))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
-    md = format_report(report)
-    print(md)
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        from .output import unique_path
+    print(format_report(ev.report))
+    if out is not None:
+        try:
+            files = write_report(ev, out, force=args.force)
+        except (FileExistsError, OSError) as e:
+            raise CLIError(str(e)) from None
+        print(f"\nwrote {', '.join(str(f) for f in files)}", file=sys.stderr)
+    return 0
 
-        jp, mp = unique_path(out / "report.json"), unique_path(out / "report.md")
-        jp.write_text(json.dumps(report, indent=2))
-        mp.write_text(md + "\n")
-        print(f"\nwrote {jp} and {mp}", file=sys.stderr)
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    try:
+        from .evaluation.compare import compare_reports, format_comparison
+    except ImportError:
+        raise CLIError(TRAIN_EXTRA_HINT) from None
+    try:
+        rows = compare_reports(args.runs, split=args.split)
+    except (ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    print(json.dumps(rows, indent=1) if args.json else format_comparison(rows))
     return 0
 
 
 # ----------------------------------------------------------------------------- export
 def cmd_export(args: argparse.Namespace) -> int:
     _need_training()
-    from .training.export import export_checkpoint
+    from .classify import ModelError
+    from .training import export as ex
 
     src = Path(args.run)
-    ckpt = src / "best.pt" if src.is_dir() else src
-    if not ckpt.is_file():
-        raise CLIError(f"{args.run}: no checkpoint (give a run folder with best.pt, or a .pt file)")
-    out = Path(args.out) if args.out else ckpt.parent / "model.onnx"
-    if out.exists() and not args.force:
-        raise CLIError(f"{out} already exists; pass --force to replace it or --out another path")
-    extra: dict = {"name": args.name} if args.name else {}
-    if args.tta_hflip:
-        extra["tta_hflip"] = True
-    if args.tta_scales:
-        extra["tta_scales"] = args.tta_scales
-    if args.metrics:
-        try:
-            report = json.loads(Path(args.metrics).read_text())
-            extra["metrics"] = {
-                f"{report['split']}_{k}": round(float(report[k]), 4) for k in ("accuracy", "macro_f1", "weighted_f1")
-            }
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise CLIError(f"--metrics {args.metrics}: not a report.json from `emolens evaluate` ({e})") from None
-    path = export_checkpoint(ckpt, out, **extra)
-    print(f"exported {path}")
+    if src.suffix.lower() == ".onnx":  # an exported model: only --int8 has work to do
+        if not src.is_file():
+            raise CLIError(f"{src}: no such model")
+        if not args.int8:
+            raise CLIError(f"{src} is already an ONNX model; pass --int8 to quantize it")
+        onnx_path, ckpt = src, None
+    else:
+        ckpt = src / "best.pt" if src.is_dir() else src
+        if not ckpt.is_file():
+            raise CLIError(f"{args.run}: no checkpoint (give a run folder with best.pt, a .pt file, or an .onnx)")
+        onnx_path = Path(args.out) if args.out else ckpt.parent / "model.onnx"
+    int8_path = (Path(args.out) if args.out and ckpt is None else onnx_path.with_suffix(".int8.onnx"))
+    if args.int8 and int8_path.exists() and not args.force:
+        raise CLIError(f"{int8_path} already exists; pass --force to replace it")
+    if ckpt is not None:
+        if onnx_path.exists() and not args.force and not args.int8:
+            raise CLIError(f"{onnx_path} already exists; pass --force to replace it or --out another path")
+        extra: dict = {"name": args.name} if args.name else {}
+        if args.tta_hflip:
+            extra["tta_hflip"] = True
+        if args.tta_scales:
+            extra["tta_scales"] = args.tta_scales
+        if args.metrics:
+            try:
+                report = json.loads(Path(args.metrics).read_text())
+                extra["metrics"] = {
+                    f"{report['split']}_{k}": round(float(report[k]), 4)
+                    for k in ("accuracy", "macro_f1", "weighted_f1")
+                }
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise CLIError(f"--metrics {args.metrics}: not a report.json from `emolens evaluate` ({e})") from None
+        if onnx_path.exists() and not args.force:
+            print(f"using the existing {onnx_path} (--force to export it again)", file=sys.stderr)
+        else:
+            print(f"exported {ex.export_checkpoint(ckpt, onnx_path, **extra)}")
+    try:
+        if ckpt is not None:
+            diff, n, what = ex.check_parity(ckpt, onnx_path, data=args.data)
+            print(f"parity: max |p_onnx - p_torch| = {diff:.2e} over {n} {what}")
+        if args.int8:
+            res = ex.quantize_model(onnx_path, int8_path, run=ckpt.parent if ckpt is not None else None,
+                                    data=args.data, mode=args.int8_mode, calib_per_class=args.calib_per_class,
+                                    val_per_class=args.val_per_class)
+            print(f"int8 ({res['mode']}): {int8_path} ({res['size_mb_int8']} MB, fp32 {res['size_mb_fp32']} MB)\n"
+                  f"  accuracy on {res['val_images']} val images: {res['accuracy_fp32']:.4f} -> "
+                  f"{res['accuracy_int8']:.4f} ({100 * res['accuracy_change']:+.2f} points), "
+                  f"same top-1 on {res['agreement']:.1%}\n"
+                  f"  1 thread, ms per face: {res['ms_per_face_fp32']:.2f} -> {res['ms_per_face_int8']:.2f} "
+                  f"({res['speedup']:.2f}x); details in {int8_path.with_suffix('.json')}")
+    except (ModelError, ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
     return 0
 
 
@@ -300,16 +340,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights with a fresh schedule")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="accuracy, F1 and confusion matrix on a labelled split ([train] extra)")
+    p = sub.add_parser("evaluate", help="report (JSON, markdown, plots) of a model on a labelled split ([train] extra)")
     p.add_argument("model", help="an .onnx model, a run folder, or 'default' for the bundled model")
-    p.add_argument("--data", required=True, help="dataset root with <split>/<class>/* folders")
-    p.add_argument("--split", default="val")
+    p.add_argument("--data", required=True, help="FER2013 CSV, <split>/<class>/* or flat <class>/* folders")
+    p.add_argument("--split", default="val", help="train, val or test (default: val)")
     p.add_argument("--limit-per-class", type=int)
-    p.add_argument("--out", help="folder for report.json and report.md")
+    p.add_argument("--out", help="folder for report.json, report.md and the PNGs (default for a run: RUN/eval-SPLIT)")
+    p.add_argument("--force", action="store_true", help="replace an existing report")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("compare", help="several runs' evaluation metrics side by side ([train] extra)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or report.json files")
+    p.add_argument("--split", help="which evaluation of each run (default: val, else test)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("export", help="export a run's best checkpoint to ONNX with metadata ([train] extra)")
-    p.add_argument("run", help="run folder (uses best.pt) or a .pt checkpoint")
+    p.add_argument("run", help="run folder (uses best.pt), a .pt checkpoint, or an .onnx model (with --int8)")
     p.add_argument("--out", help="output .onnx path (default: model.onnx beside the checkpoint)")
     p.add_argument("--name", help="a name stored in the model's metadata")
     p.add_argument("--tta-hflip", action="store_true", help="predict with the mean of each face and its mirror image")
@@ -317,6 +364,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="average crops of these sizes × the face box (e.g. 1.0 1.1)")
     p.add_argument("--metrics", metavar="REPORT_JSON", help="store these `emolens evaluate` results in the model")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--int8", action="store_true", help="also write an int8-quantized model.int8.onnx (+ .json report)")
+    p.add_argument("--int8-mode", choices=["static", "dynamic"], default="static",
+                   help="static QDQ, calibrated on the train split (default), or dynamic")
+    p.add_argument("--data", help="dataset for the parity/int8 checks (default: the run's own data)")
+    p.add_argument("--calib-per-class", type=int, default=50, help="calibration images per class (default 50)")
+    p.add_argument("--val-per-class", type=int, default=100, help="val images per class for the int8 accuracy")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("models", help="list the trainable architectures ([train] extra)")

@@ -1,27 +1,86 @@
-"""Metrics of an exported model on a labelled folder split, computed with scikit-learn.
+"""Metrics of an exported model on a labelled dataset split, computed with scikit-learn.
 
 The model is run through :class:`emolens.EmotionRecognizer` (ONNX Runtime), exactly as
 ``emolens predict --no-detect`` runs it, so the numbers describe what users get.
+Plots live in :mod:`emolens.evaluation.plots`, files in :mod:`emolens.evaluation.report`.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
 
 from ..detect.base import Box
 from ..recognizer import EmotionRecognizer
-from ..training.data import load_folder_split
+from ..training.data import MANIFEST_NAME, DataSource, open_source
+
+ECE_BINS = 15
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
+def calibration(probs: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS) -> dict[str, Any]:
+    """Expected calibration error of the top-1 confidence over ``n_bins`` equal-width bins, and the
+    bins themselves (for the reliability diagram): ECE = Σ |accuracy - confidence| × share of samples."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == y_true
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    bins, ece = [], 0.0
+    for b in range(n_bins):
+        m = which == b
+        n = int(m.sum())
+        acc = float(correct[m].mean()) if n else None
+        mean_conf = float(conf[m].mean()) if n else None
+        if n:
+            ece += abs(acc - mean_conf) * n / len(y_true)
+        bins.append({"lo": float(edges[b]), "hi": float(edges[b + 1]), "n": n,
+                     "accuracy": acc, "confidence": mean_conf})
+    return {"ece": float(ece), "n_bins": n_bins, "bins": bins}
+
+
+def roc_per_class(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict[str, dict[str, Any]]:
+    """One-vs-rest ROC curve and AUC of each class (``None`` where the class has no positives or no negatives)."""
+    out: dict[str, dict[str, Any]] = {}
+    for i, lab in enumerate(labels):
+        pos = y_true == i
+        if pos.all() or not pos.any():
+            out[lab] = {"auc": None, "fpr": [], "tpr": []}
+            continue
+        fpr, tpr, _ = roc_curve(pos, probs[:, i])
+        out[lab] = {"auc": float(roc_auc_score(pos, probs[:, i])), "fpr": fpr.tolist(), "tpr": tpr.tolist()}
+    return out
+
+
+def confused_pairs(cm: np.ndarray, labels: list[str], top: int = 5) -> list[dict[str, Any]]:
+    """The off-diagonal cells with the most samples: (true, predicted, count, share of the true class)."""
+    rows = cm.sum(1)
+    cells = [(int(cm[i, j]), i, j) for i in range(len(labels)) for j in range(len(labels)) if i != j and cm[i, j]]
+    cells.sort(key=lambda c: (-c[0], c[1], c[2]))
+    return [{"true": labels[i], "predicted": labels[j], "count": n, "share_of_true": n / rows[i]}
+            for n, i, j in cells[:top]]
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], probs: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, confusion matrix (counts and
+    row-normalised) and the most confused pairs; with ``probs`` also per-class ROC AUC and calibration."""
     idx = list(range(len(labels)))
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
-    return {
+    cm = confusion_matrix(y_true, y_pred, labels=idx)
+    rows = cm.sum(1, keepdims=True)
+    report: dict[str, Any] = {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, labels=idx, average="macro", zero_division=0)),
@@ -31,8 +90,57 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[
             for i, lab in enumerate(labels)
         },
         "labels": labels,
-        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=idx).tolist(),
+        "confusion_matrix": cm.tolist(),
+        "confusion_matrix_normalised": np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0).round(4).tolist(),
+        "most_confused": confused_pairs(cm, labels),
     }
+    if probs is not None:
+        roc = roc_per_class(y_true, probs, labels)
+        for lab in labels:
+            report["per_class"][lab]["auc"] = roc[lab]["auc"]
+        aucs = [v["auc"] for v in roc.values() if v["auc"] is not None]
+        report["macro_auc"] = float(np.mean(aucs)) if aucs else None
+        report["roc"] = {lab: {"fpr": v["fpr"], "tpr": v["tpr"]} for lab, v in roc.items()}
+        report["calibration"] = calibration(probs, y_true)
+        report["ece"] = report["calibration"]["ece"]
+    return report
+
+
+@dataclass
+class Evaluation:
+    """A model's report on a split, with what the plots need: probabilities, images, true labels."""
+
+    report: dict[str, Any]
+    probs: np.ndarray
+    y_true: np.ndarray
+    images: np.ndarray  # uint8 N×H×W×C as classified (gray, or BGR for colour models)
+    files: list[str]
+
+
+def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | None]:
+    """(``.onnx`` path or None for the bundled model, run folder or None) of a model argument:
+    ``None``/``"default"``, an ``.onnx`` file, or a run folder holding ``model.onnx``."""
+    if model is None or str(model) == "default":
+        return None, None
+    p = Path(model)
+    if p.is_dir():
+        if not (p / "model.onnx").is_file():
+            raise FileNotFoundError(f"{p}: a folder without model.onnx (give an .onnx file or a run folder)")
+        return p / "model.onnx", p
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such model (give an .onnx file, a run folder, or 'default')")
+    run = p.parent if (p.parent / MANIFEST_NAME).is_file() else None
+    return p, run
+
+
+def open_eval_source(data: str | os.PathLike, run: Path | None) -> DataSource:
+    """The dataset to evaluate on. For a run trained on flat class folders (or a CSV without Usage),
+    the split stored in the run folder is reused when ``data`` is the dataset it was drawn from."""
+    if run is not None and (run / MANIFEST_NAME).is_file():
+        stored = open_source(run)
+        if stored.from_manifest and Path(data).resolve() == stored.path.resolve():
+            return stored
+    return open_source(data)
 
 
 def evaluate_model(
@@ -41,54 +149,50 @@ def evaluate_model(
     split: str = "val",
     *,
     limit_per_class: int | None = None,
-) -> dict[str, Any]:
-    """Accuracy, macro/weighted F1, per-class table and confusion matrix of an ONNX model on
-    ``<data>/<split>/<class>/*`` (class folders must use the model's label names, after normalisation).
+    log=None,
+) -> Evaluation:
+    """Evaluate an emolens ONNX model (path, run folder, or ``None``/``"default"`` for the bundled one)
+    on one split of any dataset :func:`emolens.training.data.open_source` reads (class names must be
+    the model's labels, after normalisation).
 
     Each image is one face, classified exactly as ``emolens predict --no-detect`` does it
     (including the model's test-time augmentation)."""
-    rec = EmotionRecognizer(model)
+    onnx_path, run = resolve_model(model)
+    rec = EmotionRecognizer(onnx_path)
     clf = rec.classifier
     m = clf.meta
+    source = open_eval_source(data, run)
     # keep the images at their own size when they are small (FER2013: 48×48), so every view is cut
     # from the real pixels; larger images are reduced to 4× the model's input size to save memory
-    ds = load_folder_split(data, split, size=max(m.input_size, _common_size(data, split, 4 * m.input_size)),
-                           channels=m.channels, classes=clf.labels, limit_per_class=limit_per_class)
-    side = ds.images.shape[1]
-    whole = [Box(0, 0, side, side)]
-    probs = np.array([[f.scores[lab] for lab in clf.labels] for img in ds.images
+    native = source.peek_size(split) or m.input_size
+    size = max(m.input_size, min(native, 4 * m.input_size))
+    ds = source.load(split, size=size, channels=m.channels, classes=clf.labels,
+                     limit_per_class=limit_per_class, log=log)
+    images = ds.images if m.channels == 1 else np.ascontiguousarray(ds.images[..., ::-1])  # RGB -> BGR
+    whole = [Box(0, 0, size, size)]
+    probs = np.array([[f.scores[lab] for lab in clf.labels] for img in images
                       for f in rec.classify_boxes(img, whole)])
-    report = classification_metrics(ds.labels, probs.argmax(1), clf.labels)
-    report.update(model=str(clf.path), data=str(data), split=split, skipped=[f for f, _ in ds.skipped])
-    return report
+    report = classification_metrics(ds.labels, probs.argmax(1), clf.labels, probs)
+    report.update(model=str(clf.path), data=str(data), split=split, source=source.kind,
+                  skipped=[f for f, _ in ds.skipped], model_info=model_info(clf.path))
+    return Evaluation(report, probs, ds.labels, images, ds.files)
 
 
-def _common_size(data: str | os.PathLike, split: str, cap: int) -> int:
-    """The side of the first image found in the split, capped (datasets like FER2013 share one size)."""
-    import cv2
+def model_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Size on disk, parameter count (ONNX initialisers) and architecture of an ONNX model."""
+    import onnx
 
-    for f in sorted(Path(data, split).glob("*/*")):
-        img = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
-        if img is not None:
-            return min(cap, max(img.shape))
-    return cap
+    from ..modelmeta import META_KEY, ModelMeta
 
-
-def format_report(report: dict[str, Any]) -> str:
-    """Markdown: headline numbers, the per-class table and the confusion matrix."""
-    labels = report["labels"]
-    lines = [
-        f"**{report.get('split', '')}** ({report['n']} images): accuracy **{report['accuracy']:.4f}**, "
-        f"macro-F1 {report['macro_f1']:.4f}, weighted-F1 {report['weighted_f1']:.4f}",
-        "",
-        "| class | precision | recall | F1 | support |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for lab in labels:
-        c = report["per_class"][lab]
-        lines.append(f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
-    lines += ["", "Confusion matrix (rows = true, columns = predicted):", "",
-              "| true \\ pred | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
-    for lab, row in zip(labels, report["confusion_matrix"]):
-        lines.append(f"| {lab} | " + " | ".join(str(v) for v in row) + " |")
-    return "\n".join(lines)
+    path = Path(path)
+    info: dict[str, Any] = {"file": str(path), "size_mb": round(path.stat().st_size / 1e6, 2)}
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+        info["params"] = int(sum(int(np.prod(t.dims)) for t in proto.graph.initializer))
+        meta = {p.key: p.value for p in proto.metadata_props}
+        if META_KEY in meta:
+            mm = ModelMeta.from_json(meta[META_KEY])
+            info.update(architecture=mm.architecture, input_size=mm.input_size, channels=mm.channels)
+    except Exception:  # noqa: BLE001 - the info is a courtesy; the evaluation itself already worked
+        pass
+    return info

@@ -7,10 +7,14 @@ input size, channels and normalisation.  See :mod:`emolens.modelmeta` for the fi
 
 from __future__ import annotations
 
+import contextlib
+import json
+import logging
 import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import torch
 
@@ -69,3 +73,193 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, **extra) 
     if "val_acc" in ck and not meta.metrics:
         meta.metrics["train_loop_val_accuracy"] = round(float(ck["val_acc"]), 4)
     return export_onnx(model, meta, out)
+
+
+# ----------------------------------------------------------------------------- parity and int8
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return p / p.sum(axis=1, keepdims=True)
+
+
+def parity(model: torch.nn.Module, onnx_path: str | os.PathLike, images: np.ndarray) -> float:
+    """Max absolute difference between the class probabilities of the PyTorch model and of the
+    exported ONNX model (run by :class:`emolens.Classifier`) on the same preprocessed images."""
+    from ..classify import Classifier
+
+    clf = Classifier(onnx_path)
+    x = clf.preprocess(list(images))
+    with torch.no_grad():
+        expected = _softmax(model.eval().float()(torch.from_numpy(x)).numpy())
+    return float(np.abs(_softmax(clf.logits(x)) - expected).max())
+
+
+def sample_images(
+    run_or_data: str | os.PathLike, split: str, *, size: int, channels: int, per_class: int,
+    classes: list[str] | None = None, data: str | os.PathLike | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A few images per class of one split, from ``data`` or else the dataset a run was trained on
+    (its ``data_split.json``): (uint8 N×size×size×C in BGR/gray as inference sees them, labels)."""
+    from .data import MANIFEST_NAME, open_source
+
+    run = Path(run_or_data)
+    if data is not None:
+        src = open_source(data)
+    elif (run / MANIFEST_NAME).is_file():
+        src = open_source(run)
+    else:
+        raise FileNotFoundError(f"{run}: no {MANIFEST_NAME} to find the training data; give --data")
+    if split not in src.splits:
+        split = src.default_splits()[0 if split == "train" else 1]
+    ds = src.load(split, size=size, channels=channels, classes=classes, limit_per_class=per_class,
+                  log=lambda _m: None)
+    imgs = ds.images if channels == 1 else np.ascontiguousarray(ds.images[..., ::-1])
+    return imgs, ds.labels
+
+
+def _ms_per_face(onnx_path: str | os.PathLike, image: np.ndarray, repeats: int = 200) -> float:
+    """Median single-thread milliseconds to classify one face (one preprocessed image, batch of 1)."""
+    import time
+
+    from ..classify import Classifier
+
+    clf = Classifier(onnx_path, threads=1)
+    x = clf.preprocess([image])
+    for _ in range(10):
+        clf.logits(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        clf.logits(x)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times) * 1000)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime.quantization reports harmless notes through the root logger; keep them off stderr."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def quantize_int8(
+    onnx_path: str | os.PathLike,
+    out: str | os.PathLike,
+    calib_images: np.ndarray,
+    val_images: np.ndarray,
+    val_labels: np.ndarray,
+    *,
+    mode: str = "static",
+) -> dict:
+    """Quantize an emolens ONNX model to int8 and measure what it changes.
+
+    ``static`` (default): QDQ format, per-channel int8 weights, uint8 activations calibrated
+    (min/max) on ``calib_images`` — what conv nets need to actually run int8 kernels;
+    ``dynamic``: int8 weights only, activations quantized on the fly (mostly helps MatMul/Gemm).
+    The metadata is copied over, so the result works everywhere the float model does.
+    Returns accuracy of both models on ``val_images`` (single view, no TTA), the max probability
+    difference, single-thread ms per face and file sizes."""
+    import tempfile
+
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from ..classify import Classifier
+
+    src, out = Path(onnx_path), Path(out)
+    clf = Classifier(src)
+    meta = clf.meta
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            x = clf.preprocess(list(calib_images))
+            self.batches = iter([{clf._input: x[i : i + 32]} for i in range(0, len(x), 32)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        with warnings.catch_warnings(), _quiet_root_logger():
+            warnings.simplefilter("ignore")
+            quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+            q = Path(tmp) / "q.onnx"
+            if mode == "static":
+                if not len(calib_images):
+                    raise ValueError("static quantization needs calibration images")
+                quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            elif mode == "dynamic":
+                quantize_dynamic(str(pre), str(q), weight_type=QuantType.QInt8)
+            else:
+                raise ValueError(f"unknown quantization mode {mode!r} (static or dynamic)")
+        proto = onnx.load(str(q))
+        meta.name = (meta.name + " int8").strip()
+        meta.write_to(proto)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(proto, str(out))
+
+    qclf = Classifier(out)
+    p32 = clf.predict_proba(list(val_images))
+    p8 = qclf.predict_proba(list(val_images))
+    acc32 = float((p32.argmax(1) == val_labels).mean())
+    acc8 = float((p8.argmax(1) == val_labels).mean())
+    ms32, ms8 = _ms_per_face(src, val_images[0]), _ms_per_face(out, val_images[0])
+    return {
+        "mode": mode, "model": str(src), "int8_model": str(out),
+        "calibration_images": int(len(calib_images)) if mode == "static" else 0,
+        "val_images": int(len(val_images)),
+        "accuracy_fp32": acc32, "accuracy_int8": acc8, "accuracy_change": acc8 - acc32,
+        "agreement": float((p32.argmax(1) == p8.argmax(1)).mean()),
+        "max_prob_diff": float(np.abs(p32 - p8).max()),
+        "ms_per_face_fp32": ms32, "ms_per_face_int8": ms8, "speedup": ms32 / ms8,
+        "size_mb_fp32": round(src.stat().st_size / 1e6, 2), "size_mb_int8": round(out.stat().st_size / 1e6, 2),
+    }
+
+
+def check_parity(ckpt: str | os.PathLike, onnx_path: str | os.PathLike, *, data: str | os.PathLike | None = None,
+                 per_class: int = 8) -> tuple[float, int, str]:
+    """:func:`parity` of a checkpoint and its export on a few validation images of the run's data
+    (``data`` or the run's ``data_split.json``), or on random images when no data is at hand.
+    Returns (max abs probability difference, number of images, what they were)."""
+    from ..classify import Classifier
+
+    meta = Classifier(onnx_path).meta
+    model, _ = load_checkpoint(ckpt)
+    try:
+        images, _ = sample_images(Path(ckpt).parent, "val", size=meta.input_size, channels=meta.channels,
+                                  per_class=per_class, classes=meta.labels, data=data)
+        what = "validation images"
+    except (ValueError, FileNotFoundError):
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (32, meta.input_size, meta.input_size, meta.channels), dtype=np.uint8)
+        what = "random images (no dataset found)"
+    return parity(model, onnx_path, images), len(images), what
+
+
+def quantize_model(
+    onnx_path: str | os.PathLike, out: str | os.PathLike, *, run: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None, mode: str = "static", calib_per_class: int = 50,
+    val_per_class: int = 100,
+) -> dict:
+    """:func:`quantize_int8` with calibration images from the train split and accuracy measured on
+    the val split of ``data`` (or the run's own data); the results are also written to ``out``.json."""
+    from ..classify import Classifier
+
+    meta = Classifier(onnx_path).meta
+    where = Path(run) if run is not None else Path(onnx_path).parent
+    opts = dict(size=meta.input_size, channels=meta.channels, classes=meta.labels, data=data)
+    calib, _ = sample_images(where, "train", per_class=calib_per_class, **opts)
+    val, yv = sample_images(where, "val", per_class=val_per_class, **opts)
+    res = quantize_int8(onnx_path, out, calib, val, yv, mode=mode)
+    Path(out).with_suffix(".json").write_text(json.dumps(res, indent=1))
+    return res

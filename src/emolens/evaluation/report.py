@@ -1,0 +1,77 @@
+"""An evaluation written to a folder: report.json, report.md and the PNG figures."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .metrics import Evaluation
+
+REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png", "roc.png", "reliability.png", "mistakes.png")
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """Markdown: headline numbers, per-class table, confusion matrix, most confused pairs."""
+    labels = report["labels"]
+    head = (f"**{report.get('split', '')}** ({report['n']} images): accuracy **{report['accuracy']:.4f}**, "
+            f"macro-F1 {report['macro_f1']:.4f}, weighted-F1 {report['weighted_f1']:.4f}")
+    if report.get("ece") is not None:
+        head += f", ECE {report['ece']:.4f} ({report['calibration']['n_bins']} bins)"
+    if report.get("macro_auc") is not None:
+        head += f", macro ROC AUC {report['macro_auc']:.4f}"
+    has_auc = any(report["per_class"][lab].get("auc") is not None for lab in labels)
+    lines = [head, ""]
+    if report.get("model"):
+        lines += [f"model `{report['model']}`, data `{report.get('data', '')}` ({report.get('source', '')})", ""]
+    lines += ["| class | precision | recall | F1 | " + ("ROC AUC | " if has_auc else "") + "support |",
+              "|---|---:|---:|---:|" + ("---:|" if has_auc else "") + "---:|"]
+    for lab in labels:
+        c = report["per_class"][lab]
+        auc = (f" {c['auc']:.3f} |" if c.get("auc") is not None else " – |") if has_auc else ""
+        lines.append(f"| {lab} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} |{auc} {c['support']} |")
+    lines += ["", "Confusion matrix (rows = true, columns = predicted):", "",
+              "| true \\ pred | " + " | ".join(labels) + " |", "|---" * (len(labels) + 1) + "|"]
+    for lab, row in zip(labels, report["confusion_matrix"]):
+        lines.append(f"| {lab} | " + " | ".join(str(v) for v in row) + " |")
+    if report.get("most_confused"):
+        lines += ["", "Most confused pairs:", ""]
+        lines += [f"- {c['true']} → {c['predicted']}: {c['count']} ({c['share_of_true']:.1%} of {c['true']})"
+                  for c in report["most_confused"]]
+    if report.get("skipped"):
+        lines += ["", f"{len(report['skipped'])} unreadable file(s) skipped (listed in report.json)."]
+    return "\n".join(lines)
+
+
+def existing_outputs(out_dir: str | os.PathLike) -> list[Path]:
+    out = Path(out_dir)
+    return [out / f for f in REPORT_FILES if (out / f).exists()]
+
+
+def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, force: bool = False) -> list[Path]:
+    """Write report.json, report.md and the figures into ``out_dir``; refuses to replace an earlier
+    report unless ``force``. Returns the files written."""
+    from . import plots
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    clash = existing_outputs(out)
+    if clash and not force:
+        raise FileExistsError(f"{out} already holds a report ({clash[0].name}); pass --force to replace it, "
+                              "or give another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    r = ev.report
+    labels = r["labels"]
+    idx = plots.most_confident_mistakes(ev.images, ev.probs, ev.y_true, labels)
+    r["most_confident_mistakes"] = [
+        {"file": ev.files[i] if i < len(ev.files) else "", "true": labels[ev.y_true[i]],
+         "predicted": labels[int(ev.probs[i].argmax())], "confidence": float(ev.probs[i].max())} for i in idx]
+    written = [plots.confusion_matrices(r, out / "confusion_matrix.png"), plots.roc_curves(r, out / "roc.png"),
+               plots.reliability_diagram(r, out / "reliability.png"),
+               plots.mistakes_gallery(ev.images, ev.probs, ev.y_true, labels, out / "mistakes.png")]
+    md = format_report(r) + "\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in written) + "\n"
+    (out / "report.md").write_text(md, encoding="utf-8")
+    (out / "report.json").write_text(json.dumps(r, indent=1), encoding="utf-8")
+    return [out / "report.json", out / "report.md", *written]
