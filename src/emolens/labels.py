@@ -32,36 +32,53 @@ FER2013_CSV_ORDER: tuple[str, ...] = (
 """Class index -> name as used by the ``emotion`` column of the original fer2013.csv."""
 
 _SYNONYMS: dict[str, str] = {
-    "anger": "angry",
-    "mad": "angry",
-    "disgusted": "disgust",
-    "contempt": "contempt",
-    "afraid": "fear",
-    "fearful": "fear",
-    "scared": "fear",
-    "happiness": "happy",
-    "joy": "happy",
-    "smile": "happy",
-    "smiling": "happy",
-    "calm": "neutral",
-    "sadness": "sad",
-    "unhappy": "sad",
-    "surprised": "surprise",
+    # angry
+    "anger": "angry", "angered": "angry", "mad": "angry", "furious": "angry", "rage": "angry",
+    # disgust
+    "disgusted": "disgust", "disgusting": "disgust",
+    # fear
+    "afraid": "fear", "fearful": "fear", "fearfull": "fear", "scared": "fear", "terrified": "fear",
+    # happy
+    "happiness": "happy", "joy": "happy", "joyful": "happy", "smile": "happy", "smiling": "happy",
+    "laugh": "happy", "laughing": "happy",
+    # neutral
+    "calm": "neutral", "neutrality": "neutral", "natural": "neutral",
+    # sad
+    "sadness": "sad", "unhappy": "sad", "sorrow": "sad", "crying": "sad",
+    # surprise
+    "surprised": "surprise", "suprise": "surprise", "shocked": "surprise", "astonished": "surprise",
+    "amazed": "surprise",
 }
+"""Known spellings -> canonical class name (keys are lower-case, spaces and dashes as ``_``)."""
 
 
 def normalise_label(name: str) -> str:
     """Return the canonical spelling of an emotion class name.
 
-    Lower-cases, strips whitespace and maps common synonyms
+    Lower-cases, turns spaces/dashes into ``_`` and maps common synonyms
     (``anger``→``angry``, ``happiness``→``happy``, ``sadness``→``sad``,
-    ``surprised``→``surprise``, ``fearful``→``fear``, ``disgusted``→``disgust``).
-    Unknown names are kept (lower-cased), so any custom label set works.
+    ``surprised``→``surprise``, ``fearful``→``fear``, ``disgusted``→``disgust``; see ``_SYNONYMS``).
+    A FER2013 class name with a numeric prefix or a plural ``s`` is recognised too
+    (``0_angry``, ``3 - happy``, ``Angrys``). Other names are kept (lower-cased, ``_``-joined),
+    so any custom label set works.
 
     >>> normalise_label(" Happiness ")
+    'happy'
+    >>> normalise_label("3 - Happy")
     'happy'
     >>> normalise_label("thinking")
     'thinking'
     """
-    key = name.strip().lower().replace("-", "_").replace(" ", "_")
-    return _SYNONYMS.get(key, key)
+    key = "_".join(name.strip().lower().replace("-", " ").replace("_", " ").split())
+    if key in _SYNONYMS:
+        return _SYNONYMS[key]
+    # "0_angry", "3 - happy", "happy_faces": a FER class name plus a number or a plural/suffix
+    parts = [p for p in key.split("_") if p and not p.isdigit()]
+    if len(parts) == 1:
+        word = parts[0]
+        for cand in (word, word[:-1] if word.endswith("s") else word):
+            if cand in _SYNONYMS:
+                return _SYNONYMS[cand]
+            if cand in FER2013_LABELS:
+                return cand
+    return key
