@@ -1,0 +1,128 @@
+"""Evaluation reports and `emolens compare`: metrics checked against hand-computed values, and the
+bundled model evaluated on a real FER2013 subset through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from emolens.cli import main  # noqa: E402
+from emolens.evaluation.metrics import calibration, classification_metrics, confused_pairs  # noqa: E402
+from emolens.evaluation.plots import most_confident_mistakes  # noqa: E402
+
+FILES = ("report.json", "report.md", "confusion_matrix.png", "roc.png", "reliability.png", "mistakes.png")
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_ece_matches_a_hand_computed_value():
+    # 10 samples at confidence 0.9 with 9 right -> perfectly calibrated bin; 10 at 0.6 with 3 right -> gap 0.3
+    probs = np.array([[0.9, 0.1]] * 10 + [[0.6, 0.4]] * 10)
+    y = np.array([0] * 9 + [1] + [0] * 3 + [1] * 7)
+    cal = calibration(probs, y, n_bins=15)
+    assert cal["ece"] == pytest.approx(0.5 * 0.0 + 0.5 * 0.3)
+    filled = [b for b in cal["bins"] if b["n"]]
+    assert [(b["n"], b["accuracy"]) for b in filled] == [(10, 0.3), (10, 0.9)]
+    assert len(cal["bins"]) == 15
+
+
+def test_report_has_per_class_table_auc_and_confused_pairs():
+    labels = ["a", "b", "c"]
+    y = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    pred = np.array([0, 0, 1, 1, 1, 2, 0, 0])
+    probs = np.eye(3)[pred] * 0.8 + 0.2 / 3
+    r = classification_metrics(y, pred, labels, probs)
+    assert r["accuracy"] == pytest.approx(5 / 8)
+    assert r["per_class"]["b"]["precision"] == pytest.approx(2 / 3) and r["per_class"]["b"]["recall"] == 1.0
+    assert r["confusion_matrix"] == [[2, 1, 0], [0, 2, 0], [2, 0, 1]]
+    assert r["confusion_matrix_normalised"][2] == pytest.approx([2 / 3, 0, 1 / 3], abs=1e-4)
+    assert r["most_confused"][0] == {"true": "c", "predicted": "a", "count": 2, "share_of_true": 2 / 3}
+    assert r["per_class"]["b"]["auc"] == pytest.approx(11 / 12)  # both positives high, 1 of 6 negatives ties
+    assert 0 < r["macro_auc"] < 1 and r["ece"] > 0
+
+
+def test_auc_is_none_for_a_class_without_samples():
+    y = np.array([0, 1, 0, 1])
+    probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.7, 0.1], [0.6, 0.3, 0.1], [0.1, 0.8, 0.1]])
+    r = classification_metrics(y, probs.argmax(1), ["x", "y", "z"], probs)
+    assert r["per_class"]["z"]["auc"] is None and r["per_class"]["x"]["auc"] == 1.0
+
+
+def test_confident_mistakes_come_first_and_right_answers_never_appear():
+    probs = np.array([[0.9, 0.1], [0.3, 0.7], [0.45, 0.55], [0.95, 0.05]])
+    y = np.array([0, 0, 0, 1])
+    assert most_confident_mistakes(np.zeros((4, 2, 2, 1)), probs, y, ["a", "b"]) == [3, 1, 2]
+    assert confused_pairs(np.array([[5, 0], [0, 5]]), ["a", "b"]) == []
+
+
+# ----------------------------------------------------------------------------- the CLI on real data
+@pytest.fixture(scope="module")
+def bundled_eval(fer_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "bundled"
+    assert main(["evaluate", "default", "--data", str(fer_root), "--split", "val",
+                 "--limit-per-class", "12", "--out", str(out)]) == 0
+    return out
+
+
+def test_evaluate_writes_the_full_report(bundled_eval):
+    for name in FILES:
+        assert (bundled_eval / name).stat().st_size > 0, name
+    r = json.loads((bundled_eval / "report.json").read_text())
+    assert r["n"] == 84 and r["split"] == "val" and r["source"] == "split-folders"
+    assert 0.45 <= r["accuracy"] <= 0.95  # the bundled model: 67.9% on the whole val split
+    assert np.array(r["confusion_matrix"]).sum() == 84
+    assert all(0.5 < r["per_class"][c]["auc"] <= 1 for c in r["labels"])
+    assert 0 <= r["ece"] < 0.3 and len(r["calibration"]["bins"]) == 15
+    assert len(r["most_confident_mistakes"]) == 16
+    assert r["model_info"]["params"] > 1_000_000 and r["model_info"]["architecture"]
+    md = (bundled_eval / "report.md").read_text()
+    assert "macro-F1" in md and "Most confused pairs" in md and "![mistakes](mistakes.png)" in md
+
+
+def test_evaluate_refuses_to_overwrite_a_report_unless_forced(bundled_eval, fer_root, capsys):
+    before = (bundled_eval / "report.json").read_text()
+    args = ["evaluate", "default", "--data", str(fer_root), "--limit-per-class", "2", "--out", str(bundled_eval)]
+    assert main(args) == 2
+    assert "already holds a report" in capsys.readouterr().err
+    assert (bundled_eval / "report.json").read_text() == before
+
+
+def test_compare_puts_runs_side_by_side(bundled_eval, fer_root, tmp_path, capsys):
+    other = tmp_path / "other"
+    assert main(["evaluate", "default", "--data", str(fer_root), "--limit-per-class", "4", "--out", str(other),
+                 "--force"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(bundled_eval), str(other / "report.json")]) == 0
+    table = capsys.readouterr().out
+    assert "| accuracy |" in table and "| recall disgust |" in table and "| ECE |" in table
+    assert str(bundled_eval) in table and "val (84)" in table and "val (28)" in table
+    assert main(["compare", "--json", str(bundled_eval), str(other)]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["n"] for r in rows] == [84, 28] and rows[0]["params"] == rows[1]["params"]
+
+
+@pytest.mark.parametrize("case", ["no-model", "no-split", "foreign-classes", "bad-report"])
+def test_bad_input_gets_one_line_errors(case, fer_root, tmp_path, capsys):
+    if case == "no-model":
+        args = ["evaluate", str(tmp_path / "nope.onnx"), "--data", str(fer_root)]
+        expected = "no such model"
+    elif case == "no-split":
+        args = ["evaluate", "default", "--data", str(fer_root), "--split", "test"]
+        expected = "no split 'test'"
+    elif case == "foreign-classes":
+        for c in ("happy", "thinking"):
+            (tmp_path / "d" / "val" / c).mkdir(parents=True)
+            (tmp_path / "d" / "val" / c / "x.png").write_bytes(b"")
+        args = ["evaluate", "default", "--data", str(tmp_path / "d")]
+        expected = "['thinking'] are not in the model's label set"
+    else:
+        (tmp_path / "report.json").write_text('{"hello": 1}')
+        args = ["compare", str(tmp_path / "report.json")]
+        expected = "not a report.json written by `emolens evaluate`"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
