@@ -1,0 +1,124 @@
+"""Export: ONNX-vs-PyTorch parity and int8 quantization, and the binary happy/sad road end to end on
+real FER2013 faces in flat class folders: train -> evaluate -> export (+int8) -> predict."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+pytest.importorskip("matplotlib")
+
+from emolens.classify import Classifier, default_model_path  # noqa: E402
+from emolens.cli import main  # noqa: E402
+from emolens.training.data import MANIFEST_NAME  # noqa: E402
+from emolens.training.export import load_checkpoint, parity  # noqa: E402
+
+PER_CLASS = 60
+
+
+@pytest.fixture(scope="module")
+def flat_happy_sad(fer_root, tmp_path_factory):
+    """A user's two folders of faces: data/happy/*.jpg, data/sad/*.jpg (copies of real FER2013 images)."""
+    root = tmp_path_factory.mktemp("happy_sad") / "data"
+    for cls in ("happy", "sad"):
+        (root / cls).mkdir(parents=True)
+        for f in sorted((fer_root / "train" / cls).iterdir())[:PER_CLASS]:
+            shutil.copy(f, root / cls / f.name)
+    return root
+
+
+@pytest.fixture(scope="module")
+def binary_run(flat_happy_sad, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "happy_sad"
+    code = main(["train", "--data", str(flat_happy_sad), "--out", str(run), "--epochs", "2", "--batch-size", "32"])
+    assert code == 0
+    return run
+
+
+@pytest.mark.slow
+def test_binary_happy_sad_end_to_end(binary_run, flat_happy_sad, tmp_path, capsys):
+    # the split drawn at training time is in the run folder ...
+    manifest = json.loads((binary_run / MANIFEST_NAME).read_text())
+    assert manifest["kind"] == "class-folders" and set(manifest["items"]) == {"train", "val", "test"}
+    test_files = {str(flat_happy_sad / f) for f, _ in manifest["items"]["test"]}
+    assert len(test_files) == 18  # 15% of 120, stratified
+    capsys.readouterr()
+
+    # ... and evaluate reuses it: exactly the held-out test images, none of the training ones
+    assert main(["evaluate", str(binary_run), "--data", str(flat_happy_sad), "--split", "test"]) == 0
+    report = json.loads((binary_run / "eval-test" / "report.json").read_text())
+    assert report["labels"] == ["happy", "sad"] and report["n"] == 18
+    mistakes = {m["file"] for m in report["most_confident_mistakes"]}
+    assert mistakes <= test_files
+    assert report["per_class"]["happy"]["support"] == 9 and report["per_class"]["sad"]["support"] == 9
+
+    # export: parity against the PyTorch checkpoint is measured and printed
+    capsys.readouterr()
+    assert main(["export", str(binary_run), "--out", str(tmp_path / "again.onnx")]) == 0
+    out = capsys.readouterr().out
+    diff = float(re.search(r"parity: max \|p_onnx - p_torch\| = (\S+) over 16 validation images", out).group(1))
+    assert diff < 1e-4
+
+    # int8 next to the run's model (which already exists: it is reused, not replaced)
+    before = (binary_run / "model.onnx").read_bytes()
+    assert main(["export", str(binary_run), "--int8", "--val-per-class", "20"]) == 0
+    assert (binary_run / "model.onnx").read_bytes() == before
+    res = json.loads((binary_run / "model.int8.json").read_text())
+    assert res["mode"] == "static" and res["val_images"] == 18 and res["calibration_images"] == 84
+    assert res["size_mb_int8"] < res["size_mb_fp32"] / 2
+    assert res["max_prob_diff"] < 0.25 and res["agreement"] >= 0.75
+
+    # both models predict the two labels through the ordinary CLI
+    img = sorted(test_files)[0]
+    for model in ("model.onnx", "model.int8.onnx"):
+        capsys.readouterr()
+        assert main(["predict", "--no-detect", "--json", "--model", str(binary_run / model), img]) == 0
+        (result,) = json.loads(capsys.readouterr().out)
+        assert set(result["faces"][0]["scores"]) == {"happy", "sad"}
+
+
+@pytest.mark.slow
+def test_parity_detects_a_model_that_differs(binary_run, flat_happy_sad):
+    model, _ = load_checkpoint(binary_run / "best.pt")
+    images = np.random.default_rng(0).integers(0, 256, (8, 48, 48, 1), dtype=np.uint8)
+    assert parity(model, binary_run / "model.onnx", images) < 1e-4
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert parity(model, binary_run / "model.onnx", images) > 1e-3
+
+
+@pytest.mark.slow
+def test_int8_of_the_bundled_model_keeps_its_accuracy(fer_root, tmp_path, capsys):
+    out = tmp_path / "bundled.int8.onnx"
+    args = ["export", str(default_model_path()), "--int8", "--data", str(fer_root), "--out", str(out),
+            "--calib-per-class", "10", "--val-per-class", "15"]
+    assert main(args) == 0
+    res = json.loads(out.with_suffix(".json").read_text())
+    assert res["val_images"] == 105 and res["calibration_images"] == 70
+    assert abs(res["accuracy_change"]) <= 0.06 and res["agreement"] >= 0.85
+    assert Classifier(out).labels == Classifier().labels
+    assert "1 thread, ms per face" in capsys.readouterr().out
+    assert main(args) == 2  # the second time it refuses to replace the file
+    assert "already exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["onnx-without-int8", "no-data", "no-checkpoint"])
+def test_export_bad_input(case, tmp_path, capsys):
+    if case == "onnx-without-int8":
+        args, expected = ["export", str(default_model_path())], "already an ONNX model; pass --int8"
+    elif case == "no-data":
+        model = tmp_path / "m.onnx"
+        shutil.copy(default_model_path(), model)
+        args, expected = ["export", str(model), "--int8"], "give --data"
+    else:
+        args, expected = ["export", str(tmp_path)], "no checkpoint"
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert expected in err and len(err.strip().splitlines()) == 1
