@@ -155,7 +155,7 @@ def test_a_split_where_nothing_can_be_read_is_an_error(tmp_path):
         open_source(d, fractions=(1, 0, 0)).load("train", size=48, channels=1, log=lambda m: None)
 
 
-@pytest.mark.parametrize("layout", ["missing", "empty", "empty-class", "file"])
+@pytest.mark.parametrize("layout", ["missing", "empty", "empty-class", "file", "splits-without-classes"])
 def test_bad_paths_get_clear_errors(tmp_path, layout):
     target = tmp_path / "data"
     if layout == "empty":
@@ -165,6 +165,9 @@ def test_bad_paths_get_clear_errors(tmp_path, layout):
         make_flat(target, {"happy": 3})
         (target / "sad").mkdir()
         err, match = ValueError, r"class folder\(s\) \['sad'\] hold no image files"
+    elif layout == "splits-without-classes":
+        make_flat(target, {"train": 3, "val": 3})
+        err, match = ValueError, r"need one sub-folder per class \(<split>/<class>/\*\)"
     elif layout == "file":
         target = tmp_path / "data.npy"
         target.write_bytes(b"x")

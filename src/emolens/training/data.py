@@ -397,6 +397,9 @@ def open_source(
             raise ValueError(f"{p}: split folder(s) {empty} hold no image files")
         order = [s for s in ("train", "val", "test") if s in items]
         return DataSource(p, "split-folders", order, split_seed, fractions, items)
+    if split_dirs and len(split_dirs) == len(subdirs):
+        raise ValueError(f"{p}: split folders {[d.name for d in subdirs]} need one sub-folder per class "
+                         f"(<split>/<class>/*), found images or nothing directly inside")
     # flat class folders
     classes = list_class_folders(p)
     per_class = [(name, _image_files(d)) for name, d in classes]
