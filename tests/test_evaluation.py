@@ -126,3 +126,28 @@ def test_bad_input_gets_one_line_errors(case, fer_root, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_colour_models_see_colour_images_in_the_right_channel_order(tmp_path):
+    """A model that answers "red" or "blue" from the mean of its R and B inputs scores 100% on pure
+    red/blue photos only if evaluate hands it channels in the order inference uses."""
+    torch = pytest.importorskip("torch")
+    import cv2
+
+    from emolens.modelmeta import ModelMeta
+    from emolens.training.export import export_onnx
+
+    net = torch.nn.Sequential(torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(3, 2))
+    with torch.no_grad():
+        net[2].weight.copy_(torch.tensor([[4.0, 0, 0], [0, 0, 4.0]]))  # RGB input: R -> "red", B -> "blue"
+        net[2].bias.zero_()
+    model = export_onnx(net, ModelMeta(labels=["red", "blue"], input_size=16, channels=3), tmp_path / "c.onnx")
+    for name, bgr in (("red", (0, 0, 220)), ("blue", (220, 0, 0))):
+        d = tmp_path / "data" / "test" / name
+        d.mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(d / f"{i}.png"), np.full((40 + i, 30, 3), bgr, np.uint8))
+    assert main(["evaluate", str(model), "--data", str(tmp_path / "data"), "--split", "test",
+                 "--out", str(tmp_path / "ev")]) == 0
+    r = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert r["labels"] == ["red", "blue"] and r["n"] == 6 and r["accuracy"] == 1.0
