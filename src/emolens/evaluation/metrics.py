@@ -7,6 +7,7 @@ Plots live in :mod:`emolens.evaluation.plots`, files in :mod:`emolens.evaluation
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,12 +136,19 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | 
 
 def open_eval_source(data: str | os.PathLike, run: Path | None) -> DataSource:
     """The dataset to evaluate on. For a run trained on flat class folders (or a CSV without Usage),
-    the split stored in the run folder is reused when ``data`` is the dataset it was drawn from."""
+    the split stored in the run folder is reused when ``data`` is the dataset it was drawn from;
+    for data elsewhere (a moved copy) the split is drawn again with the run's seed and fractions."""
+    seed, fractions = 0, (0.7, 0.15, 0.15)
     if run is not None and (run / MANIFEST_NAME).is_file():
-        stored = open_source(run)
-        if stored.from_manifest and Path(data).resolve() == stored.path.resolve():
-            return stored
-    return open_source(data)
+        try:
+            doc = json.loads((run / MANIFEST_NAME).read_text())
+            seed, fractions = int(doc.get("seed", seed)), tuple(doc.get("fractions", fractions))
+            root = Path(doc["path"])
+        except (OSError, ValueError, KeyError, TypeError):
+            doc, root = {}, None
+        if "items" in doc and root is not None and root.exists() and Path(data).resolve() == root.resolve():
+            return open_source(run)
+    return open_source(data, split_seed=seed, fractions=fractions)
 
 
 def evaluate_model(
