@@ -171,9 +171,9 @@ def evaluate_model(
     m = clf.meta
     source = open_eval_source(data, run)
     # keep the images at their own size when they are small (FER2013: 48×48), so every view is cut
-    # from the real pixels; larger images are reduced to 4× the model's input size to save memory
+    # from the real pixels; larger images are reduced to 2× the model's input size to save memory
     native = source.peek_size(split) or m.input_size
-    size = max(m.input_size, min(native, 4 * m.input_size))
+    size = max(m.input_size, min(native, 2 * m.input_size))
     ds = source.load(split, size=size, channels=m.channels, classes=clf.labels,
                      limit_per_class=limit_per_class, log=log)
     images = ds.images if m.channels == 1 else np.ascontiguousarray(ds.images[..., ::-1])  # RGB -> BGR
