@@ -41,6 +41,7 @@ from ..labels import FER2013_CSV_ORDER, normalise_label
 
 MANIFEST_NAME = "data_split.json"
 CACHE_MIN_FILES = 1000  # smaller sets decode in a second or two: not worth a cache file
+CACHE_MAX_BYTES = 2_000_000_000  # bigger arrays (e.g. FER2013 at 224 px RGB: 4.3 GB) are not written to disk
 
 SPLIT_ALIASES: dict[str, str] = {
     "train": "train", "training": "train",
@@ -172,7 +173,8 @@ def decode_files(
 ) -> tuple[np.ndarray, np.ndarray, list[str], list[tuple[str, str]]]:
     """Decode (file, label) pairs: (images, labels, kept files, skipped (file, reason)).
 
-    Uses the on-disk cache for sets of at least ``CACHE_MIN_FILES`` files (``cache=False`` turns it off)."""
+    Uses the on-disk cache for sets of at least ``CACHE_MIN_FILES`` files whose arrays take at most
+    ``CACHE_MAX_BYTES`` (``cache=False`` turns it off)."""
     key = _cache_key(items, size, channels) if cache and len(items) >= CACHE_MIN_FILES else None
     cfile = _cache_dir() / f"{key}.npz" if key else None
     if cfile is not None and cfile.is_file():
@@ -197,7 +199,7 @@ def decode_files(
               else np.zeros((0, size, size, channels), dtype=np.uint8))
     labels = np.array([items[i][1] for i in keep], dtype=np.int64)
     files = [items[i][0] for i in keep]
-    if cfile is not None and keep:
+    if cfile is not None and keep and images.nbytes <= CACHE_MAX_BYTES:
         try:
             cfile.parent.mkdir(parents=True, exist_ok=True)
             tmp = cfile.with_name(cfile.stem + f".{os.getpid()}.tmp.npz")
