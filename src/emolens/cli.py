@@ -8,6 +8,7 @@
     emolens compare RUN_A RUN_B ... [--json]                                            ([train] extra)
     emolens export RUN [--out model.onnx] [--int8]                                      ([train] extra)
     emolens models                                                                      ([train] extra)
+    emolens serve [--host 127.0.0.1] [--port 8000] [--concurrency N]                     ([serve] extra)
 """
 
 from __future__ import annotations
@@ -276,6 +277,58 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- serve
+SERVE_EXTRA_HINT = "this command needs the serving extra: pip install 'emolens[serve]'"
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    try:
+        import uvicorn
+
+        from .server import ServeConfig, create_app
+        from .server.app import API_KEY_ENV
+    except ImportError:
+        raise CLIError(SERVE_EXTRA_HINT) from None
+    from .classify import ModelError
+
+    api_key = os.environ.get(API_KEY_ENV) or None
+    if args.api_key_file:
+        try:
+            api_key = Path(args.api_key_file).read_text().strip()
+        except OSError as e:
+            raise CLIError(f"--api-key-file {args.api_key_file}: cannot read ({e.strerror or e})") from None
+        if not api_key:
+            raise CLIError(f"--api-key-file {args.api_key_file}: the file is empty")
+    if not 0 <= args.port <= 65535:
+        raise CLIError(f"--port must be 0..65535, not {args.port}")
+    try:  # a clear error before loading the model, instead of uvicorn's log line and exit
+        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((args.host, args.port))
+    except OSError as e:
+        raise CLIError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from None
+    config = ServeConfig(model=args.model, detector=args.detector, threads=args.threads,
+                         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                         max_pixels=args.max_pixels, max_batch=args.max_batch, api_key=api_key)
+    if args.concurrency:
+        config.concurrency = args.concurrency
+    try:
+        app = create_app(config)
+    except (ModelError, ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    svc = app.state.service
+    where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+    print(f"emolens: serving {svc.model_id} on {where}  (web page {where}/, API docs {where}/docs"
+          f"{', API key required' if api_key else ''})", file=sys.stderr, flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
+                server_header=False)
+    return 0
+
+
 # ----------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
@@ -374,6 +427,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the trainable architectures ([train] extra)")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("serve", help="REST API + web page on one server ([serve] extra)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 = every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
+    p.add_argument("--detector", default="haar", help="face detector: haar (default) or haar-fast")
+    p.add_argument("--threads", type=_positive_int, help="ONNX Runtime threads per inference (default: 1)")
+    p.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
+                   help="images recognised at the same time (default: CPU cores, at most 4)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest request body (default: 10)")
+    p.add_argument("--max-pixels", type=_positive_int, default=40_000_000,
+                   help="largest image in pixels, checked before decoding (default: 40,000,000)")
+    p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per batch request (default: 16)")
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="require the key in this file in the X-API-Key header (or set EMOLENS_API_KEY)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)
     return ap
 
 

@@ -1,0 +1,429 @@
+"""The FastAPI application: ``/v1/predict``, ``/v1/predict/batch``, ``/v1/model``, ``/health`` and the web page.
+
+Safety: the model is loaded once; decoding and inference run in a thread pool (never on the
+event loop) with at most ``concurrency`` at a time; uploads are capped in bytes (checked while the
+body streams in, not only from ``Content-Length``) and in pixels (checked from the image header
+before decoding, by :func:`emolens.imageio.decode_bytes`); content is checked by decoding it, never
+by file name or declared type. Every error is a JSON body ``{"error": {"code", "message"}}`` with a
+4xx status; an unexpected failure is logged and answered without a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import hmac
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..detect import create_detector
+from ..draw import annotate as draw_faces
+from ..imageio import ImageError, decode_bytes
+from ..recognizer import EmotionRecognizer
+
+log = logging.getLogger("emolens.server")
+
+API_KEY_HEADER = "X-API-Key"
+API_KEY_ENV = "EMOLENS_API_KEY"
+RAW_TYPES = ("image/*", "application/octet-stream")
+STATIC_DIR = Path(str(resources.files("emolens") / "server" / "static"))
+
+
+@dataclass
+class ServeConfig:
+    """Everything ``emolens serve`` can set.
+
+    Args:
+        model: an emolens ``.onnx`` model (``None`` = the bundled one).
+        detector: face detector name (``haar`` or ``haar-fast``).
+        threads: ONNX Runtime threads per inference (``None`` = 1: concurrency comes from ``concurrency``).
+        concurrency: at most this many images are decoded and recognised at the same time.
+        max_upload_bytes: larger request bodies get 413.
+        max_pixels: images with more pixels (read from the header before decoding) get 413.
+        max_batch: most images in one ``/v1/predict/batch`` request.
+        api_key: when set, every ``/v1/...`` request needs it in the ``X-API-Key`` header.
+    """
+
+    model: str | os.PathLike | None = None
+    detector: str = "haar"
+    threads: int | None = None
+    concurrency: int = field(default_factory=lambda: max(1, min(4, os.cpu_count() or 1)))
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_batch: int = 16
+    api_key: str | None = None
+
+    def validate(self) -> None:
+        for name in ("concurrency", "max_upload_bytes", "max_pixels", "max_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, not {self.threads}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise ValueError("the API key is empty; unset it to serve without one")
+
+
+class ApiError(Exception):
+    """An error answered as ``{"error": {"code": ..., "message": ...}}`` with ``status``."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+def _image_error(e: ImageError) -> ApiError:
+    msg = str(e)
+    if "over the limit" in msg:  # the pixel cap (imageio words it this way)
+        return ApiError(413, "too_many_pixels", msg)
+    return ApiError(400, "invalid_image", msg)
+
+
+def _data_url(img: np.ndarray, ext: str) -> str:
+    params = [cv2.IMWRITE_JPEG_QUALITY, 88] if ext == ".jpg" else []
+    ok, buf = cv2.imencode(ext, img, params)
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR image
+        raise RuntimeError(f"cannot encode {ext}")
+    mime = "image/jpeg" if ext == ".jpg" else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(buf.tobytes()).decode('ascii')}"
+
+
+# ----------------------------------------------------------------------------- upload size guard
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413: from ``Content-Length`` before reading,
+    and while streaming for bodies sent without one (chunked)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    def _too_large(self) -> JSONResponse:
+        mb = self.max_bytes / (1024 * 1024)
+        return error_response(413, "upload_too_large", f"request body is over the upload limit of {mb:g} MB")
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None:
+            try:
+                n = int(length)
+            except ValueError:
+                await error_response(400, "bad_request", "invalid Content-Length header")(scope, receive, send)
+                return
+            if n > self.max_bytes:
+                await self._too_large()(scope, receive, send)
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> dict:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._too_large()(scope, receive, send)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- the service
+class Service:
+    """The loaded model, the inference pool and the request handling that is not HTTP plumbing."""
+
+    def __init__(self, config: ServeConfig) -> None:
+        config.validate()
+        self.config = config
+        self.recognizer = EmotionRecognizer(
+            config.model, detector=config.detector, threads=config.threads or 1, max_pixels=config.max_pixels
+        )
+        meta = self.recognizer.classifier.meta
+        self.model_id = meta.name or self.recognizer.classifier.path.stem
+        self.pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="emolens-infer")
+        self.slots = asyncio.Semaphore(config.concurrency)
+        self._local = threading.local()
+
+    @property
+    def can_explain(self) -> bool:
+        return hasattr(self.recognizer, "explain_bgr")
+
+    def _thread_recognizer(self) -> EmotionRecognizer:
+        """One recognizer per pool thread sharing the one ONNX session (thread-safe), each with its own
+        detector: OpenCV's cascade classifier keeps per-call state and is not shared across threads."""
+        rec = getattr(self._local, "rec", None)
+        if rec is None:
+            rec = copy.copy(self.recognizer)
+            rec.detector = create_detector(self.config.detector)
+            self._local.rec = rec
+        return rec
+
+    def model_info(self) -> dict[str, Any]:
+        clf = self.recognizer.classifier
+        m = clf.meta
+        return {
+            "id": self.model_id,
+            "name": m.name,
+            "architecture": m.architecture,
+            "file": clf.path.name,
+            "labels": list(m.labels),
+            "input_size": m.input_size,
+            "channels": m.channels,
+            "metrics": dict(m.metrics),
+            "tta": {"hflip": m.tta_hflip, "scales": list(m.tta_scales)},
+            "detector": self.config.detector,
+            "explain": self.can_explain,
+            "limits": {
+                "max_upload_bytes": self.config.max_upload_bytes,
+                "max_pixels": self.config.max_pixels,
+                "max_batch": self.config.max_batch,
+                "concurrency": self.config.concurrency,
+            },
+            "emolens_version": __version__,
+        }
+
+    def recognise(self, data: bytes, name: str, *, annotate: bool, explain: bool, detect: bool) -> dict[str, Any]:
+        """Decode, recognise and optionally draw/explain one image (runs in a pool thread)."""
+        if not data:
+            raise ApiError(400, "empty_body", f"{name}: empty upload (0 bytes)")
+        t0 = time.perf_counter()
+        try:
+            bgr = decode_bytes(data, name=name, max_pixels=self.config.max_pixels)
+        except ImageError as e:
+            raise _image_error(e) from None
+        rec = self._thread_recognizer()
+        explanations = None
+        if explain:
+            explanations = rec.explain_bgr(bgr, detect=detect)
+            faces = [e.face for e in explanations]
+        else:
+            faces = rec.predict_bgr(bgr, detect=detect)
+        out: dict[str, Any] = {
+            "image": {"name": name, "width": int(bgr.shape[1]), "height": int(bgr.shape[0])},
+            "faces": [f.to_dict() for f in faces],
+        }
+        if explanations is not None:
+            for d, ex in zip(out["faces"], explanations):
+                d["explanation"] = {"label": ex.label, "overlay": _data_url(ex.overlay(), ".png")}
+        if annotate:
+            out["annotated_image"] = _data_url(draw_faces(bgr, faces), ".jpg")
+        out["time_ms"] = round(1000 * (time.perf_counter() - t0), 1)
+        return out
+
+    async def run(self, data: bytes, name: str, **kwargs: Any) -> dict[str, Any]:
+        async with self.slots:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.pool, lambda: self.recognise(data, name, **kwargs))
+
+
+async def read_images(request: Request, *, many: bool, max_files: int) -> list[tuple[str, bytes]]:
+    """The uploaded images: multipart file parts, or the raw body for ``image/*`` / octet-stream."""
+    ctype = request.headers.get("content-type", "")
+    mime = ctype.split(";")[0].strip().lower()
+    if mime == "multipart/form-data":
+        try:
+            form = await request.form(max_files=max_files + 1, max_fields=100)
+        except StarletteHTTPException as e:
+            status = e.status_code if 400 <= e.status_code < 500 else 400
+            raise ApiError(status, "bad_multipart", str(e.detail)) from None
+        try:
+            files = [
+                (v.filename or key, await v.read()) for key, v in form.multi_items() if isinstance(v, UploadFile)
+            ]
+        finally:
+            await form.close()
+        if not files:
+            raise ApiError(400, "no_file", "the multipart body has no file part; send the image as a file field 'file'")
+        if not many and len(files) > 1:
+            raise ApiError(400, "too_many_files", f"got {len(files)} files; send one, or use /v1/predict/batch")
+        if len(files) > max_files:
+            raise ApiError(413, "too_many_files", f"got {len(files)} files, over the batch limit of {max_files}")
+        return files
+    if many:
+        raise ApiError(
+            415, "unsupported_media_type", "a batch must be multipart/form-data with one file part per image"
+        )
+    if mime.startswith("image/") or mime == "application/octet-stream":
+        return [("<body>", await request.body())]
+    what = f"Content-Type {mime!r}" if mime else "a missing Content-Type"
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"cannot take {what}: upload the image as multipart/form-data (field 'file') "
+        "or as the raw body with Content-Type image/* or application/octet-stream",
+    )
+
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "the image, as a multipart file field `file` or as the raw body",
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "one multipart file part per image (any field name, e.g. `files`)",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                }
+            }
+        },
+    }
+}
+
+
+def create_app(config: ServeConfig | None = None) -> FastAPI:
+    """The emolens ASGI application; loads the model now (raises ModelError/ValueError on a bad config)."""
+    config = config or ServeConfig()
+    service = Service(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        service.pool.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title="emolens",
+        version=__version__,
+        summary="Facial emotion recognition: find every face, classify its emotion.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, e: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": API_KEY_HEADER} if e.status == 401 else None
+        return error_response(e.status, e.code, e.message, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "upload_too_large"}
+        return error_response(e.status_code, codes.get(e.status_code, "http_error"), str(e.detail),
+                              getattr(e, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, e: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in e.errors():
+            where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("query", "body"))
+            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+        return error_response(422, "invalid_parameter", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, e: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal error while handling the request (logged on the server)")
+
+    async def check_key(request: Request) -> None:
+        if config.api_key is None:
+            return
+        given = request.headers.get(API_KEY_HEADER)
+        if not given:
+            raise ApiError(401, "missing_api_key", f"this server needs an API key in the {API_KEY_HEADER} header")
+        if not hmac.compare_digest(given.encode(), config.api_key.encode()):
+            raise ApiError(401, "invalid_api_key", f"the API key in the {API_KEY_HEADER} header is not valid")
+
+    def _options(explain: bool) -> None:
+        if explain and not service.can_explain:
+            raise ApiError(400, "explain_unavailable", "explanations are not available in this emolens version")
+
+    @app.get("/health", tags=["service"], summary="liveness: the model is loaded")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "model": service.model_id, "api_key_required": config.api_key is not None}
+
+    @app.get("/v1/model", tags=["model"], dependencies=[Depends(check_key)],
+             summary="the model: labels, input size, metrics from its model card, limits")
+    async def model() -> dict[str, Any]:
+        return service.model_info()
+
+    @app.post("/v1/predict", tags=["predict"], dependencies=[Depends(check_key)], openapi_extra=_UPLOAD_BODY,
+              summary="faces and emotions in one image")
+    async def predict(
+        request: Request,
+        annotate: bool = Query(False, description="also return the annotated image (JPEG data URL)"),
+        explain: bool = Query(False, description="per face, a heat map of what drove the prediction (PNG data URL)"),
+        detect: bool = Query(True, description="false: the whole image is one already-cropped face"),
+    ) -> dict[str, Any]:
+        _options(explain)
+        (name, data), = await read_images(request, many=False, max_files=1)
+        result = await service.run(data, name, annotate=annotate, explain=explain, detect=detect)
+        return {"model": service.model_id, **result}
+
+    @app.post("/v1/predict/batch", tags=["predict"], dependencies=[Depends(check_key)], openapi_extra=_BATCH_BODY,
+              summary="faces and emotions in several images (one result or error per image, in order)")
+    async def predict_batch(
+        request: Request,
+        annotate: bool = Query(False, description="also return each annotated image (JPEG data URL)"),
+        explain: bool = Query(False, description="per face, a heat map of what drove the prediction"),
+        detect: bool = Query(True, description="false: each image is one already-cropped face"),
+    ) -> dict[str, Any]:
+        _options(explain)
+        files = await read_images(request, many=True, max_files=config.max_batch)
+
+        async def one(name: str, data: bytes) -> dict[str, Any]:
+            try:
+                return await service.run(data, name, annotate=annotate, explain=explain, detect=detect)
+            except ApiError as e:
+                return {"image": {"name": name}, "error": {"code": e.code, "message": e.message}}
+
+        results = await asyncio.gather(*(one(n, d) for n, d in files))
+        return {"model": service.model_id, "results": list(results)}
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={
+            "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+                                       "style-src 'self'; script-src 'self'; connect-src 'self'",
+            "Cache-Control": "no-cache",
+        })
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

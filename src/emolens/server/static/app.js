@@ -1,0 +1,348 @@
+// emolens web page: upload or webcam -> POST /v1/predict -> boxes, face list, probability bars.
+// Plain JavaScript, no libraries, nothing fetched from outside this server.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const COLOURS = { // RGB, the same as emolens.draw.COLOURS (which are BGR)
+  angry: [220, 40, 40], disgust: [40, 140, 40], fear: [160, 60, 160], happy: [255, 200, 30],
+  neutral: [200, 200, 200], sad: [40, 120, 200], surprise: [120, 200, 60],
+};
+const state = { model: null, faces: [], selected: 0, mode: "upload", live: false, stream: null,
+  key: sessionStorage.getItem("emolens-key") || "", width: 0, height: 0 };
+
+function colour(label) {
+  let c = COLOURS[label];
+  if (!c) { // a stable colour for custom labels
+    let h = 0;
+    for (const ch of label) h = (h * 31 + ch.charCodeAt(0)) % 360;
+    return { css: `hsl(${h} 70% 55%)`, text: "#fff" };
+  }
+  const light = c[0] * 0.299 + c[1] * 0.587 + c[2] * 0.114 > 150;
+  return { css: `rgb(${c.join(",")})`, text: light ? "#111" : "#fff" };
+}
+
+function pct(x) { return `${(100 * x).toFixed(x >= 0.995 || x < 0.1 ? 1 : 0)}%`; }
+
+function showError(msg) {
+  const el = $("error");
+  el.textContent = msg || "";
+  el.hidden = !msg;
+}
+
+function setStatus(text) { $("status").textContent = text; }
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers || {});
+  if (state.key) headers["X-API-Key"] = state.key;
+  const res = await fetch(path, Object.assign({}, options, { headers }));
+  let body = null;
+  try { body = await res.json(); } catch (e) { body = null; }
+  if (!res.ok) {
+    if (res.status === 401) $("key-row").hidden = false;
+    const msg = body && body.error ? body.error.message : `HTTP ${res.status}`;
+    const err = new Error(msg);
+    err.status = res.status;
+    throw err;
+  }
+  return body;
+}
+
+// ------------------------------------------------------------------ model info
+async function loadModel() {
+  try {
+    const health = await api("/health");
+    if (health.api_key_required && !state.key) { $("key-row").hidden = false; }
+    const m = await api("/v1/model");
+    state.model = m;
+    $("model-chip").textContent = m.name || m.id;
+    const rows = [["Model", m.id], ["Architecture", m.architecture || "–"],
+      ["Input", `${m.input_size}×${m.input_size} ${m.channels === 1 ? "gray" : "RGB"}`],
+      ["Classes", m.labels.join(", ")], ["Detector", m.detector]];
+    for (const [k, v] of Object.entries(m.metrics || {})) {
+      const name = k.replace(/_/g, " ").replace(/^val /, "val. ");
+      rows.push([name.charAt(0).toUpperCase() + name.slice(1), typeof v === "number" && v <= 1 ? pct(v) : v]);
+    }
+    const dl = $("model-info");
+    dl.replaceChildren();
+    for (const [k, v] of rows) {
+      const dt = document.createElement("dt"); dt.textContent = k;
+      const dd = document.createElement("dd"); dd.textContent = v;
+      dl.append(dt, dd);
+    }
+    if (!m.explain) {
+      $("explain-toggle").disabled = true;
+      $("explain-toggle").parentElement.title = "explanations are not available on this server";
+    }
+    renderChart();
+  } catch (e) {
+    $("model-chip").textContent = "model unavailable";
+    if (e.status !== 401) showError(`Cannot reach the model: ${e.message}`);
+  }
+}
+
+// ------------------------------------------------------------------ rendering
+function render(result) {
+  state.faces = result.faces || [];
+  state.width = result.image.width;
+  state.height = result.image.height;
+  if (state.selected >= state.faces.length) state.selected = 0;
+  renderBoxes();
+  renderFaces();
+  renderChart();
+}
+
+function renderBoxes() {
+  const overlay = $("overlay");
+  overlay.replaceChildren();
+  state.faces.forEach((f, i) => {
+    const [x, y, w, h] = f.box;
+    const c = colour(f.label);
+    const box = document.createElement("div");
+    box.className = "box face-box" + (i === state.selected ? " selected" : "") + (y < state.height * 0.06 ? " tag-below" : "");
+    box.style.left = `${(100 * x) / state.width}%`;
+    box.style.top = `${(100 * y) / state.height}%`;
+    box.style.width = `${(100 * w) / state.width}%`;
+    box.style.height = `${(100 * h) / state.height}%`;
+    box.style.setProperty("--c", c.css);
+    box.style.setProperty("--tc", c.text);
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = `${f.label} ${pct(f.score)}`;
+    box.append(tag);
+    box.addEventListener("click", () => select(i));
+    overlay.append(box);
+  });
+}
+
+function renderFaces() {
+  const list = $("faces");
+  list.replaceChildren();
+  $("face-count").textContent = state.faces.length ? `${state.faces.length}` : "";
+  if (!state.faces.length) {
+    const li = document.createElement("li");
+    li.className = "muted";
+    li.textContent = "No face found in this image.";
+    list.append(li);
+    return;
+  }
+  state.faces.forEach((f, i) => {
+    const ranked = Object.entries(f.scores).sort((a, b) => b[1] - a[1]);
+    const li = document.createElement("li");
+    li.className = "face" + (i === state.selected ? " selected" : "");
+    li.style.setProperty("--c", colour(f.label).css);
+    const dot = document.createElement("span"); dot.className = "dot";
+    const label = document.createElement("span"); label.className = "face-label"; label.textContent = f.label;
+    if (ranked.length > 1) {
+      const s = document.createElement("small");
+      s.textContent = `then ${ranked[1][0]} ${pct(ranked[1][1])}`;
+      label.append(s);
+    }
+    const score = document.createElement("span"); score.className = "face-score"; score.textContent = pct(f.score);
+    li.append(dot, label, score);
+    li.title = `face ${i + 1}: box ${f.box.join(", ")}`;
+    li.addEventListener("click", () => select(i));
+    list.append(li);
+  });
+}
+
+function renderChart() {
+  const chart = $("chart");
+  chart.replaceChildren();
+  const face = state.faces[state.selected];
+  const fig = $("explain-fig");
+  if (!face) {
+    const p = document.createElement("p");
+    p.className = "empty";
+    p.textContent = "Select a face to see how sure the model is about each emotion.";
+    chart.append(p);
+    $("chart-title").textContent = "";
+    fig.hidden = true;
+    return;
+  }
+  $("chart-title").textContent = state.faces.length > 1 ? `face ${state.selected + 1}` : "";
+  const labels = state.model ? state.model.labels : Object.keys(face.scores);
+  for (const lab of labels) {
+    const p = face.scores[lab] || 0;
+    const row = document.createElement("div");
+    row.className = "bar-row" + (lab === face.label ? " top" : "");
+    const name = document.createElement("span"); name.className = "bar-name"; name.textContent = lab;
+    const track = document.createElement("div"); track.className = "bar-track";
+    const bar = document.createElement("div"); bar.className = "bar";
+    bar.style.width = `${(100 * p).toFixed(1)}%`;
+    bar.style.setProperty("--c", colour(lab).css);
+    track.append(bar);
+    const val = document.createElement("span"); val.className = "bar-val"; val.textContent = pct(p);
+    row.append(name, track, val);
+    chart.append(row);
+  }
+  if (face.explanation) {
+    $("explain-img").src = face.explanation.overlay;
+    $("explain-cap").textContent = `Regions that drove “${face.explanation.label}” (red = most).`;
+    fig.hidden = false;
+  } else {
+    fig.hidden = true;
+  }
+}
+
+function select(i) {
+  state.selected = i;
+  renderBoxes();
+  renderFaces();
+  renderChart();
+}
+
+// ------------------------------------------------------------------ photo mode
+function predictUrl() {
+  return `/v1/predict${$("explain-toggle").checked ? "?explain=true" : ""}`;
+}
+
+async function predictFile(file) {
+  if (!file) return;
+  stopWebcam();
+  showError("");
+  const url = URL.createObjectURL(file);
+  const photo = $("photo");
+  photo.onload = () => URL.revokeObjectURL(url);
+  photo.src = url;
+  photo.hidden = false;
+  $("video").hidden = true;
+  $("dropzone").hidden = true;
+  $("media").hidden = false;
+  $("stage").classList.add("has-media");
+  $("overlay").replaceChildren();
+  state.selected = 0;
+  setStatus("recognising…");
+  const form = new FormData();
+  form.append("file", file, file.name || "image");
+  const t0 = performance.now();
+  try {
+    const result = await api(predictUrl(), { method: "POST", body: form });
+    render(result);
+    const n = result.faces.length;
+    setStatus(`${n} face${n === 1 ? "" : "s"} · ${result.image.width}×${result.image.height} · ` +
+      `${Math.round(performance.now() - t0)} ms`);
+  } catch (e) {
+    state.faces = [];
+    renderFaces(); renderChart();
+    setStatus("");
+    showError(e.message);
+  }
+  lastFile = file;
+}
+let lastFile = null;
+
+// ------------------------------------------------------------------ webcam mode
+async function startWebcam() {
+  showError("");
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    showError("This browser gives no camera access here. Browsers allow the webcam only on secure (HTTPS) pages " +
+      "or on localhost / 127.0.0.1 (plain http).");
+    setMode("upload");
+    return;
+  }
+  try {
+    state.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 960 } }, audio: false });
+  } catch (e) {
+    showError(`No webcam: ${e.message || e.name}`);
+    setMode("upload");
+    return;
+  }
+  const video = $("video");
+  video.srcObject = state.stream;
+  video.hidden = false;
+  $("photo").hidden = true;
+  $("dropzone").hidden = true;
+  $("media").hidden = false;
+  $("stage").classList.add("has-media");
+  state.live = true;
+  liveLoop();
+}
+
+function stopWebcam() {
+  state.live = false;
+  if (state.stream) {
+    for (const t of state.stream.getTracks()) t.stop();
+    state.stream = null;
+  }
+  $("video").hidden = true;
+}
+
+async function liveLoop() {
+  const video = $("video");
+  const canvas = $("grab");
+  let frames = 0;
+  let since = performance.now();
+  while (state.live) {
+    if (video.readyState < 2 || !video.videoWidth) { await new Promise((r) => setTimeout(r, 50)); continue; }
+    const scale = Math.min(1, 640 / video.videoWidth);
+    canvas.width = Math.round(video.videoWidth * scale);
+    canvas.height = Math.round(video.videoHeight * scale);
+    canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+    const blob = await new Promise((r) => canvas.toBlob(r, "image/jpeg", 0.8));
+    try {
+      const result = await api(predictUrl(), { method: "POST", body: blob, headers: { "Content-Type": "image/jpeg" } });
+      if (!state.live) break;
+      render(result); // boxes are in the frame's pixels; the overlay scales them to the video
+      showError("");
+    } catch (e) {
+      showError(e.message);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    frames += 1;
+    const dt = (performance.now() - since) / 1000;
+    if (dt >= 1) { setStatus(`live · ${(frames / dt).toFixed(1)} frames/s`); frames = 0; since = performance.now(); }
+  }
+}
+
+function setMode(mode) {
+  state.mode = mode;
+  $("mode-upload").classList.toggle("active", mode === "upload");
+  $("mode-webcam").classList.toggle("active", mode === "webcam");
+  $("mode-upload").setAttribute("aria-selected", String(mode === "upload"));
+  $("mode-webcam").setAttribute("aria-selected", String(mode === "webcam"));
+  $("choose-label").hidden = mode !== "upload";
+  if (mode === "webcam") {
+    startWebcam();
+  } else {
+    stopWebcam();
+    setStatus("");
+    if (!$("photo").getAttribute("src")) {
+      $("media").hidden = true; $("dropzone").hidden = false; $("stage").classList.remove("has-media");
+    } else {
+      $("photo").hidden = false;
+      if (lastFile) predictFile(lastFile); // the overlay showed webcam faces
+    }
+  }
+}
+
+// ------------------------------------------------------------------ wiring
+function init() {
+  $("file-input").addEventListener("change", (e) => predictFile(e.target.files[0]));
+  $("mode-upload").addEventListener("click", () => setMode("upload"));
+  $("mode-webcam").addEventListener("click", () => setMode("webcam"));
+  $("explain-toggle").addEventListener("change", () => { if (state.mode === "upload" && lastFile) predictFile(lastFile); });
+  $("api-key-save").addEventListener("click", () => {
+    state.key = $("api-key").value.trim();
+    sessionStorage.setItem("emolens-key", state.key);
+    $("key-row").hidden = true;
+    showError("");
+    loadModel();
+    if (lastFile) predictFile(lastFile);
+  });
+  const stage = $("stage");
+  stage.addEventListener("dragover", (e) => { e.preventDefault(); stage.classList.add("drag"); });
+  stage.addEventListener("dragleave", () => stage.classList.remove("drag"));
+  stage.addEventListener("drop", (e) => {
+    e.preventDefault();
+    stage.classList.remove("drag");
+    if (e.dataTransfer.files.length) { if (state.mode !== "upload") setMode("upload"); predictFile(e.dataTransfer.files[0]); }
+  });
+  $("dropzone").addEventListener("click", () => $("file-input").click());
+  window.addEventListener("paste", (e) => {
+    const item = [...(e.clipboardData || {}).files || []][0];
+    if (item) { if (state.mode !== "upload") setMode("upload"); predictFile(item); }
+  });
+  loadModel();
+}
+
+init();

@@ -1,0 +1,336 @@
+"""The REST API against a real `emolens serve` process on a loopback port, including every kind of bad request.
+
+Two servers for the whole module: one with the defaults, one "strict" one with an API key and small
+limits (upload bytes, pixels, batch size).
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import http.client
+import importlib.util
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+import pytest
+
+from emolens import EmotionRecognizer
+from emolens.server.launch import serve_subprocess
+
+API_KEY = "test-key-" + uuid.uuid4().hex[:8]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    with serve_subprocess(["--concurrency", "2"], log_path=log) as s:
+        yield s
+    assert "Traceback" not in log.read_text(), log.read_text()  # no request crashed the server
+
+
+@pytest.fixture(scope="module")
+def strict(tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve") / "strict.log"
+    args = ["--max-upload-mb", "0.25", "--max-pixels", "2000000", "--max-batch", "2", "--detector", "haar-fast"]
+    with serve_subprocess(args, env={"EMOLENS_API_KEY": API_KEY}, log_path=log) as s:
+        yield s
+
+
+def call(srv, method: str, path: str, body: bytes | None = None, headers: dict | None = None, chunked: bool = False):
+    """One request; returns (status, parsed JSON or None, raw bytes)."""
+    u = urlsplit(srv.url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    try:
+        if chunked:
+            conn.putrequest(method, path)
+            for k, v in (headers or {}).items():
+                conn.putheader(k, v)
+            conn.putheader("Transfer-Encoding", "chunked")
+            conn.endheaders()
+            for i in range(0, len(body or b""), 65536):
+                part = body[i : i + 65536]
+                conn.send(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        else:
+            conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        raw = r.read()
+    finally:
+        conn.close()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    return r.status, data, raw
+
+
+def multipart(*files: tuple[str, str, bytes, str], fields: dict[str, str] | None = None) -> tuple[bytes, dict]:
+    """(field, filename, content, content type) ... -> body and headers of a multipart/form-data request."""
+    b = "----emolens" + uuid.uuid4().hex
+    out = b""
+    for k, v in (fields or {}).items():
+        out += f'--{b}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
+    for field, name, data, ctype in files:
+        out += (f'--{b}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+                f"Content-Type: {ctype}\r\n\r\n").encode() + data + b"\r\n"
+    out += f"--{b}--\r\n".encode()
+    return out, {"Content-Type": f"multipart/form-data; boundary={b}"}
+
+
+def assert_error(status: int, data, expected_status: int, code: str, *words: str) -> str:
+    assert status == expected_status, (status, data)
+    assert isinstance(data, dict) and set(data) == {"error"}, data
+    assert data["error"]["code"] == code, data
+    msg = data["error"]["message"]
+    assert "Traceback" not in msg
+    for w in words:
+        assert w.lower() in msg.lower(), msg
+    return msg
+
+
+def decode_data_url(url: str, mime: str) -> np.ndarray:
+    prefix = f"data:{mime};base64,"
+    assert url.startswith(prefix), url[:40]
+    img = cv2.imdecode(np.frombuffer(base64.b64decode(url[len(prefix):]), np.uint8), cv2.IMREAD_COLOR)
+    assert img is not None
+    return img
+
+
+@pytest.fixture(scope="module")
+def obama(photos_dir) -> bytes:
+    return (photos_dir / "portrait_obama.jpg").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def group(photos_dir) -> bytes:
+    return (photos_dir / "group_six.jpg").read_bytes()
+
+
+# ----------------------------------------------------------------------------- the happy paths
+def test_health_and_model_card(server):
+    st, data, _ = call(server, "GET", "/health")
+    assert st == 200 and data["status"] == "ok" and data["api_key_required"] is False
+    st, m, _ = call(server, "GET", "/v1/model")
+    assert st == 200
+    assert m["id"] == "emolens-fer-vgg-s" == data["model"]
+    assert m["labels"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    assert m["input_size"] == 48 and m["channels"] == 1
+    assert 0.5 < m["metrics"]["val_accuracy"] < 1  # the numbers from the model card, stored in the model
+    assert m["limits"]["max_upload_bytes"] == 10 * 1024 * 1024
+
+
+def test_predict_multipart_matches_the_library(server, photos_dir, group):
+    body, headers = multipart(("file", "group_six.jpg", group, "image/jpeg"))
+    st, data, _ = call(server, "POST", "/v1/predict", body, headers)
+    assert st == 200, data
+    assert data["model"] == "emolens-fer-vgg-s"
+    assert data["image"] == {"name": "group_six.jpg", "width": 1280, "height": 886}
+    expected = [f.to_dict() for f in EmotionRecognizer().predict(photos_dir / "group_six.jpg")]
+    assert len(expected) >= 4
+    assert [f["box"] for f in data["faces"]] == [f["box"] for f in expected]
+    assert [f["label"] for f in data["faces"]] == [f["label"] for f in expected]
+    for got, exp in zip(data["faces"], expected):
+        assert got["score"] == pytest.approx(exp["score"], abs=1e-3)
+        assert sum(got["scores"].values()) == pytest.approx(1.0, abs=2e-3)
+        assert "annotated_image" not in data and "explanation" not in got
+
+
+def test_predict_raw_body_any_image_type_and_no_detect(server, obama, photos_dir):
+    st, data, _ = call(server, "POST", "/v1/predict", obama, {"Content-Type": "image/jpeg"})
+    assert st == 200 and len(data["faces"]) == 1 and data["faces"][0]["label"] == "happy"
+    # content is checked by decoding: a JPEG declared as PNG or octet-stream is still read
+    for ctype in ("image/png", "application/octet-stream"):
+        st, d2, _ = call(server, "POST", "/v1/predict", obama, {"Content-Type": ctype})
+        assert st == 200 and d2["faces"] == data["faces"]
+    crop = (photos_dir / "aligned_crop_112.png").read_bytes()
+    st, d3, _ = call(server, "POST", "/v1/predict?detect=false", crop, {"Content-Type": "image/png"})
+    assert st == 200 and [f["box"] for f in d3["faces"]] == [[0, 0, 112, 112]]
+
+
+def test_annotate_returns_the_drawn_image(server, obama):
+    st, data, _ = call(server, "POST", "/v1/predict?annotate=true", obama, {"Content-Type": "image/jpeg"})
+    assert st == 200
+    img = decode_data_url(data["annotated_image"], "image/jpeg")
+    original = cv2.imdecode(np.frombuffer(obama, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == original.shape
+    x, y, w, h = data["faces"][0]["box"]
+    edge = np.abs(img[y + h // 2, x - 1 : x + 3].astype(int) - original[y + h // 2, x - 1 : x + 3].astype(int))
+    assert edge.max() > 60  # the box is drawn on the face's left edge
+    far = np.abs(img[-50:, :50].astype(int) - original[-50:, :50].astype(int))
+    assert far.mean() < 4  # away from the face the photo is unchanged (up to JPEG noise)
+
+
+def test_batch_keeps_order_and_reports_bad_images_in_place(server, obama, group):
+    body, headers = multipart(("files", "a.jpg", obama, "image/jpeg"),
+                              ("files", "bad.jpg", b"not an image", "image/jpeg"),
+                              ("files", "b.jpg", group, "image/jpeg"))
+    st, data, _ = call(server, "POST", "/v1/predict/batch?annotate=true", body, headers)
+    assert st == 200, data
+    r = data["results"]
+    assert [x["image"]["name"] for x in r] == ["a.jpg", "bad.jpg", "b.jpg"]
+    assert len(r[0]["faces"]) == 1 and len(r[2]["faces"]) >= 4
+    assert r[0]["annotated_image"].startswith("data:image/jpeg;base64,")
+    assert r[1]["error"]["code"] == "invalid_image" and "bad.jpg" in r[1]["error"]["message"]
+    assert "faces" not in r[1]
+
+
+def test_concurrent_requests_all_succeed(server, obama):
+    def one(_):
+        return call(server, "POST", "/v1/predict", obama, {"Content-Type": "image/jpeg"})
+
+    with concurrent.futures.ThreadPoolExecutor(8) as ex:
+        results = list(ex.map(one, range(16)))
+    assert all(st == 200 for st, _, _ in results)
+    first = results[0][1]["faces"]
+    assert all(d["faces"] == first for _, d, _ in results)  # thread-safe: same answer every time
+
+
+@pytest.mark.skipif(importlib.util.find_spec("emolens.explain") is None, reason="emolens.explain not in the tree yet")
+def test_explain_adds_a_heat_map_per_face(server, group):
+    st, data, _ = call(server, "POST", "/v1/predict?explain=true", group, {"Content-Type": "image/jpeg"})
+    assert st == 200, data
+    assert len(data["faces"]) >= 4
+    for f in data["faces"]:
+        assert f["explanation"]["label"] == f["label"]
+        img = decode_data_url(f["explanation"]["overlay"], "image/png")
+        assert img.ndim == 3 and min(img.shape[:2]) >= 16
+
+
+# ----------------------------------------------------------------------------- bad input: always 4xx + JSON
+def test_empty_body(server):
+    st, data, _ = call(server, "POST", "/v1/predict", b"", {"Content-Type": "image/jpeg"})
+    assert_error(st, data, 400, "empty_body", "empty")
+    body, headers = multipart(("file", "empty.jpg", b"", "image/jpeg"))
+    st, data, _ = call(server, "POST", "/v1/predict", body, headers)
+    assert_error(st, data, 400, "empty_body", "empty.jpg")
+
+
+def test_non_image(server):
+    st, data, _ = call(server, "POST", "/v1/predict", b"%PDF-1.4 hello" * 50, {"Content-Type": "image/png"})
+    assert_error(st, data, 400, "invalid_image", "cannot decode")
+    body, headers = multipart(("file", "photo.jpg", b"<html>just text</html>", "image/jpeg"))
+    st, data, _ = call(server, "POST", "/v1/predict", body, headers)
+    assert_error(st, data, 400, "invalid_image", "photo.jpg", "cannot decode")  # the extension does not matter
+
+
+def test_truncated_jpeg(server, obama):
+    st, data, _ = call(server, "POST", "/v1/predict", obama[: len(obama) // 2], {"Content-Type": "image/jpeg"})
+    assert_error(st, data, 400, "invalid_image", "truncated")
+
+
+def test_huge_dimensions_refused_before_decoding(server):
+    # a real, valid PNG of 20000 x 20000 pixels (400 MP, over the 40 MP default) that is only ~1 MB on disk
+    big = np.zeros((20000, 20000), np.uint8)
+    ok, png = cv2.imencode(".png", big, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    assert ok and len(png) < 2_000_000
+    st, data, _ = call(server, "POST", "/v1/predict", png.tobytes(), {"Content-Type": "image/png"})
+    assert_error(st, data, 413, "too_many_pixels", "20000x20000", "limit")
+
+
+def test_wrong_content_type(server, obama):
+    for ctype in ("text/plain", "application/json", "application/x-www-form-urlencoded"):
+        st, data, _ = call(server, "POST", "/v1/predict", obama, {"Content-Type": ctype})
+        assert_error(st, data, 415, "unsupported_media_type", ctype, "multipart/form-data")
+    st, data, _ = call(server, "POST", "/v1/predict", obama)  # no Content-Type at all
+    assert_error(st, data, 415, "unsupported_media_type", "missing content-type")
+    st, data, _ = call(server, "POST", "/v1/predict/batch", obama, {"Content-Type": "image/jpeg"})
+    assert_error(st, data, 415, "unsupported_media_type", "batch")
+
+
+def test_malformed_requests(server, obama):
+    body, headers = multipart(fields={"note": "no file here"})
+    assert_error(*call(server, "POST", "/v1/predict", body, headers)[:2], 400, "no_file", "file")
+    body, headers = multipart(("file", "a.jpg", obama, "image/jpeg"), ("file", "b.jpg", obama, "image/jpeg"))
+    assert_error(*call(server, "POST", "/v1/predict", body, headers)[:2], 400, "too_many_files", "batch")
+    st, data, _ = call(server, "POST", "/v1/predict", b"--x\r\ngarbage", {"Content-Type": "multipart/form-data"})
+    assert 400 <= st < 500 and "error" in data
+    st, data, _ = call(server, "POST", "/v1/predict?annotate=maybe", obama, {"Content-Type": "image/jpeg"})
+    assert_error(st, data, 422, "invalid_parameter", "annotate")
+    assert_error(*call(server, "GET", "/v1/predict")[:2], 405, "method_not_allowed")
+    assert_error(*call(server, "GET", "/v1/nothing")[:2], 404, "not_found")
+
+
+def test_oversize_upload(strict, obama):
+    key = {"X-API-Key": API_KEY}
+    assert len(obama) > 0.25 * 1024 * 1024
+    st, data, _ = call(strict, "POST", "/v1/predict", obama, {"Content-Type": "image/jpeg", **key})
+    assert_error(st, data, 413, "upload_too_large", "0.25 MB")
+    # without Content-Length (chunked) the limit is enforced while the body streams in
+    st, data, _ = call(strict, "POST", "/v1/predict", obama, {"Content-Type": "image/jpeg", **key}, chunked=True)
+    assert_error(st, data, 413, "upload_too_large")
+    body, headers = multipart(("file", "big.jpg", obama, "image/jpeg"))
+    st, data, _ = call(strict, "POST", "/v1/predict", body, {**headers, **key}, chunked=True)
+    assert_error(st, data, 413, "upload_too_large")
+
+
+def test_limits_of_the_strict_server(strict, photos_dir):
+    key = {"X-API-Key": API_KEY}
+    crop = (photos_dir / "aligned_crop_112.png").read_bytes()
+    body, headers = multipart(*[("files", f"{i}.png", crop, "image/png") for i in range(3)])
+    st, data, _ = call(strict, "POST", "/v1/predict/batch", body, {**headers, **key})
+    assert_error(st, data, 413, "too_many_files", "limit of 2")
+    ok, png = cv2.imencode(".png", np.zeros((1500, 1500, 3), np.uint8))  # 2.25 MP > 2 MP, a small file
+    st, data, _ = call(strict, "POST", "/v1/predict", png.tobytes(), {"Content-Type": "image/png", **key})
+    assert_error(st, data, 413, "too_many_pixels", "1500x1500")
+
+
+def test_api_key(strict, server, photos_dir):
+    crop = (photos_dir / "aligned_crop_112.png").read_bytes()
+    png = {"Content-Type": "image/png"}
+    st, data, _ = call(strict, "GET", "/health")  # the health check needs no key
+    assert st == 200 and data["api_key_required"] is True
+    for path, method, body in (("/v1/model", "GET", None), ("/v1/predict", "POST", crop),
+                               ("/v1/predict/batch", "POST", crop)):
+        st, data, _ = call(strict, method, path, body, png)
+        assert_error(st, data, 401, "missing_api_key", "X-API-Key")
+        st, data, _ = call(strict, method, path, body, {**png, "X-API-Key": API_KEY + "x"})
+        assert_error(st, data, 401, "invalid_api_key")
+    st, data, _ = call(strict, "POST", "/v1/predict?detect=false", crop, {**png, "X-API-Key": API_KEY})
+    assert st == 200 and len(data["faces"]) == 1
+    st, data, _ = call(strict, "GET", "/v1/model", None, {"X-API-Key": API_KEY})
+    assert st == 200 and data["detector"] == "haar-fast" and data["limits"]["max_batch"] == 2
+    st, _, _ = call(server, "GET", "/v1/model", None, {"X-API-Key": "anything"})  # no key configured: open
+    assert st == 200
+
+
+# ----------------------------------------------------------------------------- page, docs, CLI
+def test_page_and_static_files_are_served_and_offline(server):
+    st, _, html = call(server, "GET", "/")
+    assert st == 200 and b"<title>emolens" in html
+    static = ROOT / "src" / "emolens" / "server" / "static"
+    for f in static.iterdir():
+        text = f.read_text()
+        assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in text, f
+        st, _, raw = call(server, "GET", f"/static/{f.name}")
+        assert st == 200 and raw == f.read_bytes()
+        assert f"/static/{f.name}".encode() in html or f.name == "index.html"
+    st, spec, _ = call(server, "GET", "/openapi.json")
+    assert st == 200 and {"/v1/predict", "/v1/predict/batch", "/v1/model", "/health"} <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "emolens", "serve", *args], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def test_cli_errors_are_one_line(server, tmp_path):
+    port = urlsplit(server.url).port
+    r = run_cli("--port", str(port))  # already taken by the running server
+    assert r.returncode == 2 and r.stderr.startswith("emolens: error: cannot listen on 127.0.0.1:")
+    assert "Traceback" not in r.stderr
+    r = run_cli("--port", "0", "--model", str(tmp_path / "missing.onnx"))
+    assert r.returncode == 2 and "model file not found" in r.stderr and "Traceback" not in r.stderr
+    (tmp_path / "key").write_text("\n")
+    r = run_cli("--port", "0", "--api-key-file", str(tmp_path / "key"))
+    assert r.returncode == 2 and "empty" in r.stderr
+    r = run_cli("--port", "0", "--detector", "nope")
+    assert r.returncode == 2 and "unknown detector" in r.stderr
