@@ -59,8 +59,8 @@ async function loadModel() {
       ["Input", `${m.input_size}×${m.input_size} ${m.channels === 1 ? "gray" : "RGB"}`],
       ["Classes", m.labels.join(", ")], ["Detector", m.detector]];
     for (const [k, v] of Object.entries(m.metrics || {})) {
-      const name = k.replace(/_/g, " ").replace(/^val /, "val. ");
-      rows.push([name.charAt(0).toUpperCase() + name.slice(1), typeof v === "number" && v <= 1 ? pct(v) : v]);
+      const name = k.replace(/_/g, " ").replace(/^val /, "val. ").replace(/\bf1\b/, "F1");
+      rows.push([name.charAt(0).toUpperCase() + name.slice(1), typeof v === "number" && v <= 1 ? `${(100 * v).toFixed(1)}%` : v]);
     }
     const dl = $("model-info");
     dl.replaceChildren();

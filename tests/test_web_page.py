@@ -1,0 +1,115 @@
+"""The web page in a real headless browser (Debian's chromium driven by Playwright): upload a photo,
+see the face boxes, the face list and the probability bars; a screenshot goes to the test output.
+
+Without /usr/bin/chromium the test is skipped locally, but fails under CI (CI=... set), where the
+README's test command installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from emolens.server.launch import serve_subprocess
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+README_SHOT = ROOT / "docs" / "img" / "web_page.png"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser_context(tmp_path_factory):
+    if not CHROMIUM.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium (apt-get install -y chromium)")
+        pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright  # the [dev] extra; uses the system chromium, no download
+
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(profile), executable_path=str(CHROMIUM), args=ARGS, headless=True,
+            viewport={"width": 1360, "height": 860}, device_scale_factor=1,
+        )
+        try:
+            yield ctx
+        finally:
+            ctx.close()
+
+
+@pytest.mark.slow
+def test_upload_shows_boxes_and_bar_chart(browser_context, photos_dir, tmp_path):
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    requests: list[str] = []
+    with serve_subprocess(["--concurrency", "1"], log_path=tmp_path / "server.log") as server:
+        page = browser_context.new_page()
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(server.url + "/")
+        page.wait_for_selector("#model-info dd")  # the model card was loaded from /v1/model
+        assert page.inner_text("#model-chip") == "emolens-fer-vgg-s"
+        assert "Val. accuracy" in page.inner_text("#model-info")
+
+        page.set_input_files("#file-input", str(photos_dir / "group_six.jpg"))
+        page.wait_for_selector(".face-box", timeout=60_000)
+        boxes = page.locator(".face-box")
+        n = boxes.count()
+        assert n >= 4
+        assert page.locator("#faces li.face").count() == n
+        bars = page.locator("#chart .bar-row")
+        assert bars.count() == 7
+        assert [t.lower() for t in page.locator("#chart .bar-name").all_inner_texts()] == [
+            "angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+        # the bars are as wide as the selected face's probabilities, and the boxes sit on the photo
+        widths = page.eval_on_selector_all("#chart .bar", "e => e.map(x => parseFloat(x.style.width))")
+        assert sum(widths) == pytest.approx(100, abs=1.5)
+        photo = page.locator("#photo").bounding_box()
+        first = boxes.first.bounding_box()
+        assert photo["x"] <= first["x"] and first["x"] + first["width"] <= photo["x"] + photo["width"] + 1
+        assert first["width"] > 20
+
+        # selecting another face updates the chart
+        before = page.inner_text("#chart")
+        boxes.nth(1).click()
+        assert "selected" in (page.locator("#faces li.face").nth(1).get_attribute("class") or "")
+        assert page.inner_text("#chart") != before
+
+        # a portrait: one face, its label and confidence shown in the list; screenshot for the README
+        page.set_input_files("#file-input", str(photos_dir / "portrait_obama.jpg"))
+        expect(boxes).to_have_count(1, timeout=60_000)
+        assert page.inner_text("#faces li.face .face-label").lower().startswith("happy")
+        # the box is drawn where the API says, at the photo's scale (square box -> square on screen)
+        photo = page.locator("#photo").bounding_box()
+        shown = boxes.first.bounding_box()
+        scale = photo["width"] / 910  # portrait_obama.jpg is 910 px wide
+        title = page.get_attribute("#faces li.face", "title")  # "face 1: box x, y, w, h" from the API's answer
+        x, y, w, h = (int(v) for v in title.split("box ")[1].split(", "))
+        assert w == h  # emolens boxes are square
+        assert shown["width"] == pytest.approx(w * scale, rel=0.04)
+        assert shown["height"] == pytest.approx(h * scale, rel=0.04)
+        assert shown["x"] - photo["x"] == pytest.approx(x * scale, abs=4)
+        assert shown["y"] - photo["y"] == pytest.approx(y * scale, abs=4)
+        assert page.locator("#key-row").is_hidden() and page.locator("#error").is_hidden()
+        shot = tmp_path / "web_page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 50_000
+        README_SHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, README_SHOT)
+
+        # a bad upload is shown as the server's message, not a crash
+        bad = tmp_path / "notes.jpg"
+        bad.write_text("not an image")
+        page.set_input_files("#file-input", str(bad))
+        page.wait_for_selector("#error:not([hidden])")
+        assert "cannot decode" in page.inner_text("#error")
+        page.close()
+    assert not [e for e in errors if "400" not in e], errors  # the only console error: the bad upload's 400
+    assert all(u.startswith((server.url, "data:", "blob:")) for u in requests), requests  # nothing from outside
