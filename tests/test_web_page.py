@@ -7,10 +7,13 @@ README's test command installs it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 import pytest
 
 from emolens.server.launch import serve_subprocess
@@ -22,24 +25,38 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def browser_context(tmp_path_factory):
+def need_chromium() -> None:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium (apt-get install -y chromium)")
         pytest.skip(f"{CHROMIUM} not installed (apt-get install -y chromium)")
+
+
+@pytest.fixture(scope="module")
+def playwright_driver():
+    need_chromium()
     from playwright.sync_api import sync_playwright  # the [dev] extra; uses the system chromium, no download
 
-    profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), args=ARGS, headless=True,
-            viewport={"width": 1360, "height": 860}, device_scale_factor=1,
-        )
-        try:
-            yield ctx
-        finally:
-            ctx.close()
+        yield p
+
+
+@contextmanager
+def chromium(driver, profile: Path, extra_args: tuple[str, ...] = ()):
+    ctx = driver.chromium.launch_persistent_context(
+        str(profile), executable_path=str(CHROMIUM), args=[*ARGS, *extra_args], headless=True,
+        viewport={"width": 1360, "height": 860}, device_scale_factor=1,
+    )
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context(playwright_driver, tmp_path_factory):
+    with chromium(playwright_driver, tmp_path_factory.mktemp("chromium-profile")) as ctx:
+        yield ctx
 
 
 @pytest.mark.slow
@@ -113,3 +130,69 @@ def test_upload_shows_boxes_and_bar_chart(browser_context, photos_dir, tmp_path)
         page.close()
     assert not [e for e in errors if "400" not in e], errors  # the only console error: the bad upload's 400
     assert all(u.startswith((server.url, "data:", "blob:")) for u in requests), requests  # nothing from outside
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("emolens.explain") is None, reason="emolens.explain not in the tree yet")
+def test_explain_toggle_shows_the_heat_map(browser_context, photos_dir, tmp_path):
+    from playwright.sync_api import expect
+
+    with serve_subprocess(["--concurrency", "1"], log_path=tmp_path / "server.log") as server:
+        page = browser_context.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector("#model-info dd")
+        assert page.locator("#explain-toggle").is_enabled()
+        page.locator(".toggle").click()
+        assert page.locator("#explain-toggle").is_checked()
+        page.set_input_files("#file-input", str(photos_dir / "portrait_obama.jpg"))
+        expect(page.locator("#explain-fig")).to_be_visible(timeout=60_000)
+        assert page.locator("#explain-img").evaluate("img => img.naturalWidth") > 0
+        assert "happy" in page.inner_text("#explain-cap").lower()
+        page.screenshot(path=str(tmp_path / "web_page_explain.png"), full_page=True)
+        page.close()
+
+
+def write_y4m(path: Path, bgr, frames: int = 10) -> None:
+    """A short raw video (YUV4MPEG2, 4:2:0) that chromium plays as a fake webcam, looping."""
+    h, w = bgr.shape[:2]
+    yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).tobytes()
+    with open(path, "wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F10:1 Ip A1:1 C420jpeg\n".encode())
+        for _ in range(frames):
+            f.write(b"FRAME\n" + yuv)
+
+
+@pytest.mark.slow
+def test_webcam_live_mode(playwright_driver, photos_dir, tmp_path):
+    """Live mode with chromium's fake camera playing a real portrait: frames go to the API one after
+    another and the face box, list and chart follow."""
+    from playwright.sync_api import expect
+
+    photo = cv2.imread(str(photos_dir / "portrait_obama.jpg"))
+    frame = cv2.resize(photo[:682], (640, 480), interpolation=cv2.INTER_AREA)  # the top 4:3 part: head and tie
+    y4m = tmp_path / "camera.y4m"
+    write_y4m(y4m, frame)
+    fake = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}")
+    with serve_subprocess(["--detector", "haar-fast"], log_path=tmp_path / "server.log") as server, \
+            chromium(playwright_driver, tmp_path / "profile", fake) as ctx:
+        page = ctx.new_page()
+        page.goto(server.url + "/")
+        page.wait_for_selector("#model-info dd")
+        page.click("#mode-webcam")
+        expect(page.locator("#video")).to_be_visible(timeout=30_000)
+        expect(page.locator(".face-box")).to_have_count(1, timeout=60_000)
+        assert page.locator("#chart .bar-row").count() == 7
+        assert page.inner_text("#faces li.face .face-label").lower().startswith("happy")
+        expect(page.locator("#status")).to_contain_text("frames/s", timeout=30_000)
+        page.wait_for_timeout(3000)
+        fps = float(page.inner_text("#status").split("·")[1].split()[0])
+        print(f"webcam live mode: {fps} frames/s")
+        assert fps > 0.5
+        page.screenshot(path=str(tmp_path / "web_page_webcam.png"))
+        page.click("#mode-upload")  # leaving live mode stops the camera
+        assert page.locator("#video").is_hidden()
+        assert page.evaluate("() => document.getElementById('video').srcObject === null || "
+                             "document.getElementById('video').srcObject.getTracks()"
+                             ".every(t => t.readyState === 'ended')")
+        page.close()

@@ -371,9 +371,14 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         if not hmac.compare_digest(given.encode(), config.api_key.encode()):
             raise ApiError(401, "invalid_api_key", f"the API key in the {API_KEY_HEADER} header is not valid")
 
-    def _options(explain: bool) -> None:
+    def options(
+        annotate: bool = Query(False, description="also return the annotated image (JPEG data URL)"),
+        explain: bool = Query(False, description="per face, a heat map of what drove the prediction (PNG data URL)"),
+        detect: bool = Query(True, description="false: the whole image is one already-cropped face"),
+    ) -> dict[str, bool]:
         if explain and not service.can_explain:
             raise ApiError(400, "explain_unavailable", "explanations are not available in this emolens version")
+        return {"annotate": annotate, "explain": explain, "detect": detect}
 
     @app.get("/health", tags=["service"], summary="liveness: the model is loaded")
     async def health() -> dict[str, Any]:
@@ -386,31 +391,19 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     @app.post("/v1/predict", tags=["predict"], dependencies=[Depends(check_key)], openapi_extra=_UPLOAD_BODY,
               summary="faces and emotions in one image")
-    async def predict(
-        request: Request,
-        annotate: bool = Query(False, description="also return the annotated image (JPEG data URL)"),
-        explain: bool = Query(False, description="per face, a heat map of what drove the prediction (PNG data URL)"),
-        detect: bool = Query(True, description="false: the whole image is one already-cropped face"),
-    ) -> dict[str, Any]:
-        _options(explain)
+    async def predict(request: Request, opts: dict[str, bool] = Depends(options)) -> dict[str, Any]:
         (name, data), = await read_images(request, many=False, max_files=1)
-        result = await service.run(data, name, annotate=annotate, explain=explain, detect=detect)
+        result = await service.run(data, name, **opts)
         return {"model": service.model_id, **result}
 
     @app.post("/v1/predict/batch", tags=["predict"], dependencies=[Depends(check_key)], openapi_extra=_BATCH_BODY,
               summary="faces and emotions in several images (one result or error per image, in order)")
-    async def predict_batch(
-        request: Request,
-        annotate: bool = Query(False, description="also return each annotated image (JPEG data URL)"),
-        explain: bool = Query(False, description="per face, a heat map of what drove the prediction"),
-        detect: bool = Query(True, description="false: each image is one already-cropped face"),
-    ) -> dict[str, Any]:
-        _options(explain)
+    async def predict_batch(request: Request, opts: dict[str, bool] = Depends(options)) -> dict[str, Any]:
         files = await read_images(request, many=True, max_files=config.max_batch)
 
         async def one(name: str, data: bytes) -> dict[str, Any]:
             try:
-                return await service.run(data, name, annotate=annotate, explain=explain, detect=detect)
+                return await service.run(data, name, **opts)
             except ApiError as e:
                 return {"image": {"name": name}, "error": {"code": e.code, "message": e.message}}
 
