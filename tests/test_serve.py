@@ -339,3 +339,13 @@ def test_cli_errors_are_one_line(server, tmp_path):
     assert r.returncode == 2 and "empty" in r.stderr
     r = run_cli("--port", "0", "--detector", "nope")
     assert r.returncode == 2 and "unknown detector" in r.stderr
+
+
+def test_server_needs_no_training_packages():
+    code = (
+        "import sys; from emolens.server import create_app; create_app(); "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn', 'onnx', 'PIL', 'matplotlib')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -98,8 +98,13 @@ def test_upload_shows_boxes_and_bar_chart(browser_context, photos_dir, tmp_path)
         boxes.nth(1).click()
         assert "selected" in (page.locator("#faces li.face").nth(1).get_attribute("class") or "")
         assert page.inner_text("#chart") != before
+        shot = tmp_path / "web_page.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 50_000
+        README_SHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, README_SHOT)
 
-        # a portrait: one face, its label and confidence shown in the list; screenshot for the README
+        # a portrait: one face, its label and confidence shown in the list
         page.set_input_files("#file-input", str(photos_dir / "portrait_obama.jpg"))
         expect(boxes).to_have_count(1, timeout=60_000)
         assert page.inner_text("#faces li.face .face-label").lower().startswith("happy")
@@ -115,11 +120,7 @@ def test_upload_shows_boxes_and_bar_chart(browser_context, photos_dir, tmp_path)
         assert shown["x"] - photo["x"] == pytest.approx(x * scale, abs=4)
         assert shown["y"] - photo["y"] == pytest.approx(y * scale, abs=4)
         assert page.locator("#key-row").is_hidden() and page.locator("#error").is_hidden()
-        shot = tmp_path / "web_page.png"
-        page.screenshot(path=str(shot), full_page=True)
-        assert shot.stat().st_size > 50_000
-        README_SHOT.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, README_SHOT)
+        page.screenshot(path=str(tmp_path / "web_page_portrait.png"), full_page=True)
 
         # a bad upload is shown as the server's message, not a crash
         bad = tmp_path / "notes.jpg"
