@@ -349,3 +349,14 @@ def test_server_needs_no_training_packages():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_explain_flag_matches_what_the_install_can_do(server, photos_dir):
+    crop = (photos_dir / "aligned_crop_112.png").read_bytes()
+    _, m, _ = call(server, "GET", "/v1/model")
+    assert m["explain"] is hasattr(EmotionRecognizer, "explain_bgr")
+    st, data, _ = call(server, "POST", "/v1/predict?explain=true&detect=false", crop, {"Content-Type": "image/png"})
+    if m["explain"]:
+        assert st == 200 and data["faces"][0]["explanation"]["overlay"].startswith("data:image/png;base64,")
+    else:
+        assert_error(st, data, 400, "explain_unavailable", "explanations")
