@@ -80,6 +80,8 @@ class Classifier:
         m = self.meta
         size = m.input_size
         batch = np.empty((len(crops), m.channels, size, size), dtype=np.float32)
+        mean = np.asarray(m.mean_array(), dtype=np.float32).reshape(-1, 1, 1)
+        std = np.asarray(m.std_array(), dtype=np.float32).reshape(-1, 1, 1)
         for i, crop in enumerate(crops):
             if crop.ndim == 3 and crop.shape[2] == 1:
                 crop = crop[:, :, 0]
@@ -91,7 +93,7 @@ class Classifier:
                 interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
                 img = cv2.resize(img, (size, size), interpolation=interp)
             img = img.reshape(size, size, m.channels).transpose(2, 0, 1)
-            batch[i] = (img.astype(np.float32) / 255.0 - m.mean) / m.std
+            batch[i] = (img.astype(np.float32) / 255.0 - mean) / std
         return batch
 
     def logits(self, batch: np.ndarray) -> np.ndarray:

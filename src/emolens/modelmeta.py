@@ -20,8 +20,8 @@ class ModelMeta:
     labels: list[str]
     input_size: int = 48  # square side in pixels
     channels: int = 1  # 1 = grayscale, 3 = RGB
-    mean: float = 0.5  # pixel/255 -> (x - mean) / std
-    std: float = 0.25
+    mean: float | list[float] = 0.5  # pixel/255 -> (x - mean) / std; one value, or one per channel (ImageNet)
+    std: float | list[float] = 0.25
     architecture: str = ""
     temperature: float = 1.0  # softmax(logits / temperature)
     crop_margin: float = 0.0  # widen detector boxes by this fraction per side before classifying
@@ -51,8 +51,21 @@ class ModelMeta:
             raise ValueError(f"model metadata: 'input_size' {self.input_size} is too small")
         if not self.tta_scales or any(not 0.5 <= s <= 2.0 for s in self.tta_scales):
             raise ValueError(f"model metadata: 'tta_scales' must be a non-empty list in [0.5, 2]: {self.tta_scales}")
-        if self.std <= 0 or self.temperature <= 0:
+        for name in ("mean", "std"):
+            v = getattr(self, name)
+            if isinstance(v, list) and len(v) == 1:
+                setattr(self, name, v[0])
+            elif isinstance(v, list) and len(v) != self.channels:
+                raise ValueError(f"model metadata: '{name}' must be one number or {self.channels} (one per channel)")
+        if min(self.std_array()) <= 0 or self.temperature <= 0:
             raise ValueError("model metadata: 'std' and 'temperature' must be positive")
+
+    def mean_array(self) -> list[float]:
+        """The mean per channel (a single value repeated)."""
+        return list(self.mean) if isinstance(self.mean, list) else [float(self.mean)] * self.channels
+
+    def std_array(self) -> list[float]:
+        return list(self.std) if isinstance(self.std, list) else [float(self.std)] * self.channels
 
     def write_to(self, proto: Any) -> None:
         """Store into an ``onnx.ModelProto`` (replacing an earlier entry)."""
