@@ -75,15 +75,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     base: dict = {}
     if args.config:
         try:
-            base = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError) as e:
+            text = Path(args.config).read_text()
+            if Path(args.config).suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                base = yaml.safe_load(text) or {}
+            else:
+                base = json.loads(text)
+        except (OSError, ValueError) as e:  # yaml.YAMLError is not a ValueError: caught below
             raise CLIError(f"--config {args.config}: cannot read ({e})") from None
+        except Exception as e:
+            raise CLIError(f"--config {args.config}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(base, dict):
+            raise CLIError(f"--config {args.config}: must hold a mapping of option names to values")
     overrides = {k: v for k, v in {
         "data": args.data, "out": args.out, "model": args.model, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "threads": args.threads,
         "limit_per_class": args.limit_per_class, "precision": args.precision,
         "train_split": args.train_split, "val_split": args.val_split, "init": args.init,
+        "optimizer": args.optimizer, "schedule": args.schedule, "weight_decay": args.weight_decay,
+        "label_smoothing": args.label_smoothing, "class_weights": args.class_weights, "sampler": args.sampler,
+        "patience": args.patience, "select": args.select, "weights": args.weights, "freeze": args.freeze,
+        "unfreeze_last": args.unfreeze_last,
     }.items() if v is not None}
+    if args.no_augment:
+        base["augment"] = {"hflip": False, "rotate": 0.0, "shift": 0.0, "zoom": 0.0, "shear": 0.0,
+                           "brightness": 0.0, "contrast": 0.0, "erase": 0.0}
     base.update(overrides)
     if "data" not in base:
         raise CLIError("give the dataset with --data ROOT (folders ROOT/train/<class>/*, ROOT/val/<class>/*)")
@@ -205,11 +222,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     _need_training()
     from .training.zoo import count_params, create_model, list_models
 
-    print(f"{'name':<10} {'input':<10} {'params':>10}  description")
+    print(f"{'name':<13} {'input':>5} {'channels':<9} {'params':>11}  description")
     for spec in list_models():
         n = count_params(create_model(spec.name))
-        chans = "gray" if spec.channels == 1 else "rgb"
-        print(f"{spec.name:<10} {f'{spec.input_size}px {chans}':<10} {n:>10,}  {spec.description}")
+        chans = "1 (gray)" if spec.channels == 1 else "3 (rgb)"
+        print(f"{spec.name:<13} {spec.input_size:>5} {chans:<9} {n:>11,}  {spec.description}")
     return 0
 
 
@@ -377,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model on a folder dataset ([train] extra)")
     p.add_argument("--data", help="dataset root with <split>/<class>/* folders")
-    p.add_argument("--config", help="JSON config (e.g. configs/fer2013_vgg_s.json); flags override it")
+    p.add_argument("--config", help="YAML or JSON config (e.g. configs/seed003_cnn.yaml); flags override it")
     p.add_argument("--out", help="run folder to create (default runs/emolens)")
     p.add_argument("--model", help="architecture name (see `emolens models`)")
     p.add_argument("--epochs", type=int)
@@ -385,7 +402,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
-    p.add_argument("--precision", choices=["bf16", "fp32"])
+    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], help="autocast precision (default bf16)")
+    p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="default adamw (sgd: momentum 0.9)")
+    p.add_argument("--schedule", choices=["cosine", "onecycle", "step", "plateau", "constant"],
+                   help="learning-rate schedule (default cosine with warm-up = onecycle)")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--class-weights", choices=["balanced"], help="weight the loss by inverse class frequency")
+    p.add_argument("--sampler", choices=["shuffle", "balanced"], help="balanced: draw every class equally often")
+    p.add_argument("--patience", type=int, help="early stopping: epochs without a better val metric (0 = off)")
+    p.add_argument("--select", choices=["accuracy", "macro_f1", "loss"], help="val metric that picks best.pt")
+    p.add_argument("--weights", help="transfer models: 'imagenet' (download) or a local ImageNet state dict (.pth)")
+    p.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=None,
+                   help="transfer models: freeze the pretrained base (default) or train it all (--no-freeze)")
+    p.add_argument("--unfreeze-last", type=int, metavar="N", help="transfer models: train the base's last N blocks")
+    p.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
     p.add_argument("--train-split")
     p.add_argument("--val-split")
     p.add_argument("--limit-per-class", type=int, help="use only the first N images of each class (quick runs)")

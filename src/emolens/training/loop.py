@@ -1,20 +1,24 @@
-"""The training loop, top to bottom: data -> augment -> model -> AdamW + one-cycle -> best on val.
+"""The training loop, top to bottom: data -> augment -> model -> optimiser + schedule -> best on val.
 
 A run folder holds everything needed to understand and repeat a run::
 
     config.json   the TrainConfig (``emolens train --config runs/x/config.json`` repeats it)
-    history.csv   one row per epoch: losses, accuracies, learning rate, seconds
+    history.csv   one row per epoch: losses, accuracies, macro F1, learning rate, seconds
+    accuracy.png, loss.png   the curves of history.csv
+    tb/           TensorBoard event files (``tensorboard --logdir runs``)
     train.log     what was printed, including skipped (unreadable) files
-    last.pt       model + optimiser + scheduler state after the last finished epoch (``--resume``)
-    best.pt       the weights with the best validation accuracy so far
+    last.pt       model + optimiser + schedule + early-stopping state after the last finished epoch (``--resume``)
+    best.pt       the weights with the best validation metric (``select``) so far
     model.onnx    the best weights exported with their metadata, ready for ``emolens predict``
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
+import random
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,6 +32,11 @@ from .augment import AugmentConfig, augment_batch
 from .data import MANIFEST_NAME, open_source
 from .zoo import count_params, create_model, get_spec
 
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULES = ("cosine", "onecycle", "step", "plateau", "constant")
+SELECT = ("accuracy", "macro_f1", "loss")
+PRECISIONS = ("bf16", "fp16", "fp32")
+
 
 @dataclass
 class TrainConfig:
@@ -40,24 +49,69 @@ class TrainConfig:
     split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
     epochs: int = 30
     batch_size: int = 128
+    optimizer: str = "adamw"  # adamw | adam | sgd
     lr: float = 2e-3
     weight_decay: float = 0.05
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    schedule: str = "cosine"  # cosine (= onecycle: linear warm-up, cosine decay) | step | plateau | constant
+    warmup: float = 0.1  # cosine: fraction of the steps spent warming the learning rate up
+    step_size: int = 10  # step: multiply the learning rate by `gamma` every `step_size` epochs
+    gamma: float = 0.1  # step and plateau: the factor
+    plateau_patience: int = 3  # plateau: epochs without a better val loss before the rate drops
     label_smoothing: float = 0.1
-    warmup: float = 0.1  # fraction of the steps spent warming the learning rate up
-    mean: float = 0.5
-    std: float = 0.25
-    precision: str = "bf16"  # bf16 | fp32
+    class_weights: str | None = None  # None | "balanced" (loss weights n / (k * n_class))
+    sampler: str = "shuffle"  # shuffle | balanced (draw every class equally often, with replacement)
+    patience: int = 0  # early stopping: stop after this many epochs without a better `select` metric (0 = off)
+    select: str = "accuracy"  # the val metric that picks best.pt: accuracy | macro_f1 | loss
+    mean: float | list[float] | None = None  # None = the model's default (0.5 gray; ImageNet's for transfer models)
+    std: float | list[float] | None = None
+    precision: str = "bf16"  # bf16 | fp16 | fp32 (autocast)
     threads: int = 0  # 0 = torch's default
     seed: int = 0
     limit_per_class: int | None = None  # quick runs on a subset
+    val_limit_per_class: int | None = None  # None = limit_per_class; 0 = the whole val split (same val for all)
     init: str | None = None  # start from this checkpoint's weights (a new schedule: fine-tuning, warm restarts)
+    weights: str | None = None  # transfer models: "imagenet" (download) or a local ImageNet state dict
+    freeze: bool = True  # transfer models: freeze the pretrained base
+    unfreeze_last: int | None = None  # transfer models: ... except its last N blocks (None = the model's default)
+    tensorboard: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
+        """Build from a config dict (JSON/YAML); unknown or badly typed keys raise ValueError naming the valid ones."""
+        if not isinstance(d, dict):
+            raise ValueError("a config must be a mapping of option names to values")
         d = dict(d)
-        aug = AugmentConfig(**d.pop("augment", {}))
-        return cls(**d, augment=aug)
+        aug = d.pop("augment", None) or {}
+        _check_keys(d, cls, "")
+        _check_keys(aug, AugmentConfig, "augment.")
+        cfg = cls(**d, augment=AugmentConfig(**aug))
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("select", SELECT),
+                              ("precision", PRECISIONS), ("sampler", ("shuffle", "balanced"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if self.class_weights not in (None, "balanced"):
+            raise ValueError(f"class_weights must be 'balanced' or null, not {self.class_weights!r}")
+        for name in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, not {self.lr!r}")
+        get_spec(self.model)  # unknown model -> ValueError listing the registry
+
+
+def _check_keys(d: dict, cls: type, prefix: str) -> None:
+    valid = [f.name for f in dataclasses.fields(cls) if f.name != "augment"]
+    unknown = sorted(set(d) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+                         f"valid {prefix or 'top-level '}keys: {', '.join(valid)}")
 
 
 class Logger:
@@ -70,10 +124,21 @@ class Logger:
         self.file.flush()
 
 
-def to_input(images: np.ndarray, mean: float, std: float) -> torch.Tensor:
+def to_input(images: np.ndarray) -> torch.Tensor:
     """uint8 N×H×W×C -> float N×C×H×W in [0, 1] (normalised later, after augmentation)."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
-    return x
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def normalise(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
+    """(x - mean) / std per channel (a scalar mean/std applies to every channel), channels-last for speed."""
+    mean = torch.tensor(cfg.mean, dtype=x.dtype).reshape(1, -1, 1, 1)
+    std = torch.tensor(cfg.std, dtype=x.dtype).reshape(1, -1, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def autocast(cfg: TrainConfig):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
+    return torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 @torch.no_grad()
@@ -81,19 +146,46 @@ def predict_logits(model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig,
     model.eval()
     outs = []
     for i in range(0, len(images), batch):
-        x = (to_input(images[i : i + batch], cfg.mean, cfg.std) - cfg.mean) / cfg.std
-        x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-            outs.append(model(x).float())
+        with autocast(cfg):
+            outs.append(model(normalise(to_input(images[i : i + batch]), cfg)).float())
     return torch.cat(outs)
 
 
-def lr_at(step: int, total: int, cfg: TrainConfig) -> float:
-    warm = max(1, int(total * cfg.warmup))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    progress = (step - warm) / max(1, total - warm)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+def lr_at(step: int, total: int, epoch: int, cfg: TrainConfig) -> float:
+    """The scheduled learning rate (before any reduce-on-plateau factor)."""
+    if cfg.schedule in ("cosine", "onecycle"):
+        warm = max(1, int(total * cfg.warmup))
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        progress = (step - warm) / max(1, total - warm)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    if cfg.schedule == "step":
+        return cfg.lr * cfg.gamma ** (epoch // cfg.step_size)
+    return cfg.lr  # constant, plateau
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Weight decay on weight matrices/kernels only; frozen parameters are left out."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for _, p in params if p.ndim > 1], "weight_decay": cfg.weight_decay},
+              {"params": [p for _, p in params if p.ndim <= 1], "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    if cfg.optimizer == "adam":  # Adam's weight decay is L2 in the gradient, as in Keras
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
+    spec = get_spec(cfg.model)
+    kw: dict = {}
+    if spec.transfer:
+        kw = {"weights": cfg.weights, "freeze": cfg.freeze}
+        if cfg.unfreeze_last is not None:
+            kw["unfreeze_last"] = cfg.unfreeze_last
+    elif cfg.weights or cfg.unfreeze_last is not None:
+        raise ValueError(f"weights/unfreeze_last apply to transfer models only, not {cfg.model}")
+    return create_model(cfg.model, num_classes=num_classes, **kw)
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
@@ -101,16 +193,21 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     out = Path(cfg.out)
     if out.exists() and any(out.iterdir()) and not resume:
         raise FileExistsError(f"{out} already holds a run: pick another --out, or pass --resume to continue it")
+    cfg.validate()
+    spec = get_spec(cfg.model)
+    if cfg.mean is None or cfg.std is None:  # resolved here, so the written config states them
+        cfg.mean = list(spec.mean) if cfg.mean is None else cfg.mean
+        cfg.std = list(spec.std) if cfg.std is None else cfg.std
     out.mkdir(parents=True, exist_ok=True)
     log = Logger(out / "train.log")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
+    random.seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
     # --- data
-    spec = get_spec(cfg.model)
     t0 = time.time()
     if resume and (out / MANIFEST_NAME).is_file():  # the split drawn when the run started
         source = open_source(out)
@@ -123,63 +220,76 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         train_split, val_split = train_split or default_train, val_split or default_val
     tr = source.load(train_split, size=spec.input_size, channels=spec.channels,
                      limit_per_class=cfg.limit_per_class, log=log)
+    val_limit = cfg.limit_per_class if cfg.val_limit_per_class is None else (cfg.val_limit_per_class or None)
     va = source.load(val_split, size=spec.input_size, channels=spec.channels,
-                     classes=tr.classes, limit_per_class=cfg.limit_per_class, log=log)
+                     classes=tr.classes, limit_per_class=val_limit, log=log)
     log(f"data: {source.kind} {cfg.data}, {len(tr)} {train_split} / {len(va)} {val_split} images, "
         f"classes {tr.classes}, decoded in {time.time() - t0:.1f}s")
 
-    # --- model and optimiser
-    model = create_model(cfg.model, num_classes=len(tr.classes)).to(memory_format=torch.channels_last)
-    log(f"model: {cfg.model}, {count_params(model):,} parameters")
+    # --- model, loss and optimiser
+    model = build_model(cfg, len(tr.classes)).to(memory_format=torch.channels_last)
+    log(f"model: {cfg.model}, {count_params(model):,} parameters ({count_params(model, trainable=True):,} trainable)")
+    if spec.transfer and not cfg.weights:
+        log("note: no --weights given, so the base starts from random weights, not ImageNet")
     if cfg.init and not resume:
         init = torch.load(cfg.init, map_location="cpu", weights_only=False)
         if init.get("classes") != tr.classes:
             raise ValueError(f"--init {cfg.init}: trained on classes {init.get('classes')}, this data has {tr.classes}")
         model.load_state_dict(init["model"])
         log(f"initialised from {cfg.init}")
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    counts = np.bincount(tr.labels, minlength=len(tr.classes))
+    loss_weight = None
+    if cfg.class_weights == "balanced":  # as sklearn's compute_class_weight("balanced")
+        loss_weight = torch.tensor(len(tr) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+        log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(tr.classes, loss_weight.tolist())))
+    opt = make_optimizer(model, cfg)
+    scaler = torch.amp.GradScaler("cpu", enabled=cfg.precision == "fp16")
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    start_epoch, best_acc, step = 0, -1.0, 0
+    state = {"epoch": -1, "step": 0, "best": None, "bad_epochs": 0, "lr_factor": 1.0, "best_val_loss": math.inf}
     gen = torch.Generator().manual_seed(cfg.seed)
     if resume and (out / "last.pt").exists():
         ck = torch.load(out / "last.pt", weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         gen.set_state(ck["generator"])
-        start_epoch, best_acc, step = ck["epoch"] + 1, ck["best_acc"], ck["step"]
-        log(f"resumed after epoch {start_epoch} (best val acc so far {best_acc:.4f})")
+        state.update(ck["state"])
+        _truncate_history(out / "history.csv", state["epoch"] + 1)  # drop rows of an epoch that never saved
+        log(f"resumed after epoch {state['epoch'] + 1} (best val {cfg.select} so far {state['best']})")
 
     history_path = out / "history.csv"
-    fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds"]
     if not history_path.exists():
         with history_path.open("w", newline="") as f:
             csv.writer(f).writerow(fields)
+    tb = _tensorboard(out / "tb") if cfg.tensorboard else None
+    sample_weight = torch.from_numpy(1.0 / np.maximum(counts, 1)[tr.labels]) if cfg.sampler == "balanced" else None
 
     # --- the loop
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(state["epoch"] + 1, cfg.epochs):
         model.train()
         t0 = time.time()
-        perm = torch.randperm(len(tr), generator=gen).numpy()
+        if sample_weight is not None:
+            perm = torch.multinomial(sample_weight, len(tr), replacement=True, generator=gen).numpy()
+        else:
+            perm = torch.randperm(len(tr), generator=gen).numpy()
         loss_sum, correct, seen = 0.0, 0, 0
         progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
         for b in range(steps_per_epoch):
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            x = augment_batch(to_input(tr.images[idx], cfg.mean, cfg.std), cfg.augment, gen)
-            x = ((x - cfg.mean) / cfg.std).contiguous(memory_format=torch.channels_last)
+            x = normalise(augment_batch(to_input(tr.images[idx]), cfg.augment, gen), cfg)
             y = torch.from_numpy(tr.labels[idx])
+            lr = lr_at(state["step"], total_steps, epoch, cfg) * state["lr_factor"]
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, total_steps, cfg)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+                g["lr"] = lr
+            with autocast(cfg):
                 logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(logits.float(), y, weight=loss_weight, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            state["step"] += 1
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == y).sum().item()
             seen += len(idx)
@@ -187,29 +297,98 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             progress.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         progress.close()
 
+        # --- validation, bookkeeping
         val_logits = predict_logits(model, va.images, cfg)
         yv = torch.from_numpy(va.labels)
         val_loss = F.cross_entropy(val_logits, yv).item()
-        val_acc = (val_logits.argmax(1) == yv).float().mean().item()
-        row = [epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc, opt.param_groups[0]["lr"],
-               time.time() - t0]
+        pred = val_logits.argmax(1).numpy()
+        val_acc = float((pred == va.labels).mean())
+        val_f1 = _macro_f1(va.labels, pred, len(tr.classes))
+        row = [epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc, val_f1, lr, time.time() - t0]
         with history_path.open("a", newline="") as f:
             csv.writer(f).writerow([f"{v:.5g}" if isinstance(v, float) else v for v in row])
-        improved = val_acc > best_acc
+        if tb is not None:
+            for name, value in zip(fields[1:-1], row[1:-1]):
+                tb.add_scalar(name.replace("_", "/", 1), value, epoch + 1)
+            tb.flush()
+        _plot_history(history_path, out)
+
+        score = {"accuracy": val_acc, "macro_f1": val_f1, "loss": -val_loss}[cfg.select]
+        improved = state["best"] is None or score > state["best"]
         if improved:
-            best_acc = val_acc
+            state["best"], state["bad_epochs"] = score, 0
             _save(out / "best.pt", model=model.state_dict(), config=asdict(cfg), classes=tr.classes,
-                  epoch=epoch, val_acc=val_acc)
+                  epoch=epoch, val_acc=val_acc, val_macro_f1=val_f1, val_loss=val_loss)
+        else:
+            state["bad_epochs"] += 1
+        if cfg.schedule == "plateau":
+            if val_loss < state["best_val_loss"]:
+                state["best_val_loss"], state["plateau_epochs"] = val_loss, 0
+            else:
+                state["plateau_epochs"] = state.get("plateau_epochs", 0) + 1
+                if state["plateau_epochs"] >= cfg.plateau_patience:
+                    state["lr_factor"] *= cfg.gamma
+                    state["plateau_epochs"] = 0
+                    log(f"val loss has not improved for {cfg.plateau_patience} epochs: learning rate x{cfg.gamma}")
+        state["epoch"] = epoch
         _save(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(), generator=gen.get_state(),
-              epoch=epoch, step=step, best_acc=best_acc, config=asdict(cfg), classes=tr.classes)
+              state=state, config=asdict(cfg), classes=tr.classes)
         log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row[1]:.4f} acc {row[2]:.4f} | "
-            f"val loss {val_loss:.4f} acc {val_acc:.4f}{' *' if improved else ''} | {row[6]:.0f}s")
+            f"val loss {val_loss:.4f} acc {val_acc:.4f} macro-F1 {val_f1:.4f}{' *' if improved else ''} | "
+            f"{row[-1]:.0f}s")
+        if cfg.patience and state["bad_epochs"] >= cfg.patience:
+            log(f"early stop: no better val {cfg.select} in {cfg.patience} epochs")
+            break
+    if tb is not None:
+        tb.close()
 
     from .export import export_checkpoint
 
     onnx_path = export_checkpoint(out / "best.pt", out / "model.onnx")
-    log(f"best val acc {best_acc:.4f}; exported {onnx_path}")
+    best = torch.load(out / "best.pt", weights_only=False)
+    log(f"best val acc {best['val_acc']:.4f} (macro-F1 {best['val_macro_f1']:.4f}, epoch {best['epoch'] + 1}, "
+        f"selected on {cfg.select}); exported {onnx_path}")
     return out
+
+
+def _macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(y, pred, labels=list(range(k)), average="macro", zero_division=0))
+
+
+def _truncate_history(path: Path, epochs_done: int) -> None:
+    if path.exists():
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[: 1 + epochs_done]))
+
+
+def _tensorboard(logdir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(logdir))
+
+
+def _plot_history(history: Path, out: Path) -> None:
+    """accuracy.png and loss.png (train and val per epoch) from history.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with history.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    ep = [int(r["epoch"]) for r in rows]
+    for metric, ylabel in (("acc", "accuracy"), ("loss", "loss")):
+        fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+        ax.plot(ep, [float(r[f"train_{metric}"]) for r in rows], "o-", label="train")
+        ax.plot(ep, [float(r[f"val_{metric}"]) for r in rows], "o-", label="val")
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(out / f"{ylabel}.png")
+        plt.close(fig)
 
 
 def _save(path: Path, **state) -> None:

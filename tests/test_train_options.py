@@ -1,0 +1,182 @@
+"""Training options on a tiny real subset of FER2013 (20 images per class, 48 px): optimisers, schedules,
+imbalance handling, early stopping, best-checkpoint selection, precision, resume after a real kill,
+YAML configs and the errors a bad config gets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+yaml = pytest.importorskip("yaml")
+
+from emolens.cli import main  # noqa: E402
+from emolens.training.loop import TrainConfig, lr_at, train  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {"limit_per_class": 20, "batch_size": 32, "threads": 2, "model": "vgg_s"}
+
+
+@pytest.fixture(scope="module")
+def imbalanced(fer_root, tmp_path_factory):
+    """<root>/{train,val}/{happy,disgust}: 60 happy and 15 disgust train images (symlinks to FER2013)."""
+    root = tmp_path_factory.mktemp("imbalanced")
+    for split, counts in (("train", {"happy": 60, "disgust": 15}), ("val", {"happy": 20, "disgust": 20})):
+        for cls, n in counts.items():
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for f in sorted((fer_root / split / cls).iterdir())[:n]:
+                (d / f.name).symlink_to(f)
+    return root
+
+
+def _history(run: Path) -> list[dict]:
+    with (run / "history.csv").open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _run(fer_root, tmp_path, name="run", **kw) -> Path:
+    cfg = TrainConfig.from_dict({"data": str(fer_root), "out": str(tmp_path / name), **TINY, **kw})
+    return train(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("options", [
+    {"optimizer": "sgd", "nesterov": True, "lr": 0.01, "schedule": "step", "step_size": 1, "gamma": 0.5},
+    {"optimizer": "adam", "schedule": "plateau", "plateau_patience": 1, "precision": "fp32", "label_smoothing": 0.0},
+    {"optimizer": "adamw", "schedule": "constant", "precision": "fp16", "select": "loss",
+     "augment": {"hflip": False, "rotate": 0, "shift": 0, "zoom": 0, "erase": 0, "shear": 5.0}},
+], ids=["sgd-step", "adam-plateau-fp32", "adamw-constant-fp16"])
+def test_optimiser_schedule_and_precision_options_train_and_log(fer_root, tmp_path, options):
+    run = _run(fer_root, tmp_path, epochs=2, **options)
+    rows = _history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    lrs = [float(r["lr"]) for r in rows]
+    cfg = json.loads((run / "config.json").read_text())
+    assert {k: cfg[k] for k in options if k != "augment"} == {k: v for k, v in options.items() if k != "augment"}
+    if options["schedule"] == "step":
+        assert lrs == pytest.approx([0.01, 0.005])
+    if options["schedule"] == "constant":
+        assert lrs == pytest.approx([cfg["lr"]] * 2)
+    for png in ("accuracy.png", "loss.png"):
+        assert (run / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/acc")] == [1, 2]
+    assert (run / "model.onnx").is_file()
+
+
+def test_lr_schedules():
+    cfg = TrainConfig(data="x", lr=1.0, warmup=0.1, schedule="cosine")
+    assert lr_at(0, 100, 0, cfg) == pytest.approx(0.1)
+    assert lr_at(10, 100, 0, cfg) == pytest.approx(1.0)
+    assert lr_at(99, 100, 9, cfg) < 0.01
+    step = TrainConfig(data="x", lr=1.0, schedule="step", step_size=3, gamma=0.1)
+    assert [lr_at(0, 100, e, step) for e in (0, 2, 3, 6)] == pytest.approx([1.0, 1.0, 0.1, 0.01])
+
+
+@pytest.mark.slow
+def test_balanced_class_weights_and_sampler(imbalanced, tmp_path):
+    run = train(TrainConfig(data=str(imbalanced), out=str(tmp_path / "cw"), model="vgg_s", epochs=1, batch_size=32,
+                            class_weights="balanced", sampler="balanced", threads=2))
+    log = (run / "train.log").read_text()
+    assert "class weights: disgust 2.50, happy 0.62" in log  # 75 / (2 * 15), 75 / (2 * 60)
+
+
+@pytest.mark.slow
+def test_early_stopping_and_best_checkpoint_on_the_chosen_metric(fer_root, tmp_path):
+    # A learning rate far too high: the val loss gets no better after epoch 1, so patience 1 stops at epoch 2.
+    run = _run(fer_root, tmp_path, epochs=5, optimizer="sgd", lr=5.0, schedule="constant", patience=1,
+               select="macro_f1")
+    rows = _history(run)
+    assert len(rows) < 5
+    assert "early stop" in (run / "train.log").read_text()
+    best = torch.load(run / "best.pt", weights_only=False)
+    f1 = [float(r["val_macro_f1"]) for r in rows]
+    assert best["epoch"] + 1 == int(rows[f1.index(max(f1))]["epoch"])
+
+
+@pytest.mark.slow
+def test_resume_after_the_process_is_killed_mid_epoch(fer_root, tmp_path):
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "emolens", "train", "--data", str(fer_root), "--out", str(run),
+           "--limit-per-class", "60", "--batch-size", "16", "--threads", "1", "--epochs", "3", "--model", "vgg_s"]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (run / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert (run / "last.pt").exists(), "epoch 1 never finished"
+        time.sleep(0.2)  # inside epoch 2
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not (run / "model.onnx").exists()
+    assert [r["epoch"] for r in _history(run)] == ["1"]
+    done = subprocess.run(cmd + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [r["epoch"] for r in _history(run)] == ["1", "2", "3"]
+    assert "resumed after epoch 1" in (run / "train.log").read_text()
+    assert (run / "model.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_yaml_config_round_trip_reproduces_the_run(fer_root, tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"data": str(fer_root), "out": str(tmp_path / "a"), "epochs": 1,
+                                      "optimizer": "sgd", "lr": 0.02, "nesterov": True, **TINY,
+                                      "augment": {"erase": 0.5}}))
+    assert main(["train", "--config", str(config)]) == 0
+    written = json.loads((tmp_path / "a" / "config.json").read_text())
+    assert written["augment"]["erase"] == 0.5 and written["optimizer"] == "sgd" and written["mean"] == [0.5]
+    assert main(["train", "--config", str(tmp_path / "a" / "config.json"), "--out", str(tmp_path / "b")]) == 0
+    again = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert {**again, "out": None} == {**written, "out": None}
+    cols = ("train_loss", "val_acc", "val_loss")
+    assert [[r[c] for c in cols] for r in _history(tmp_path / "a")] == \
+        [[r[c] for c in cols] for r in _history(tmp_path / "b")]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("data: x\nlerning_rate: 0.1\n", "unknown config key(s) lerning_rate; valid top-level keys: data, out"),
+    ("data: x\naugment: {flip: true}\n", "unknown config key(s) augment.flip; valid augment.keys: hflip"),
+    ("data: x\noptimizer: rmsprop\n", "optimizer must be one of adamw, adam, sgd"),
+    ("data: x\nmodel: resnet9000\n", "unknown model 'resnet9000'; available:"),
+    ("data: x\nepochs: 0\n", "epochs must be a positive integer"),
+    ("data: [x\n", "not valid YAML"),
+    ("- data\n- x\n", "must hold a mapping"),
+])
+def test_bad_configs_get_a_one_line_error(tmp_path, capsys, text, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "never").exists()
+
+
+def test_weights_on_a_model_without_a_pretrained_base_is_refused(fer_root, tmp_path, capsys):
+    code = main(["train", "--data", str(fer_root), "--out", str(tmp_path / "r"), "--model", "vgg_s",
+                 "--weights", "x.pth", "--limit-per-class", "2", "--epochs", "1"])
+    assert code == 2
+    assert "apply to transfer models only" in capsys.readouterr().err
+
+
+def test_committed_configs_still_load():
+    for path in sorted((REPO / "configs").iterdir()):
+        text = path.read_text()
+        d = yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)
+        cfg = TrainConfig.from_dict(d)
+        assert cfg.epochs >= 1, path
