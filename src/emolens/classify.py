@@ -29,6 +29,27 @@ def default_model_path() -> Path:
     return Path(str(resources.files("emolens") / "assets" / DEFAULT_MODEL))
 
 
+def preprocess(crops: list[np.ndarray], meta: ModelMeta) -> np.ndarray:
+    """BGR, or gray H×W / H×W×1, uint8 crops of any size -> float32 N×C×S×S input of a model with ``meta``."""
+    size = meta.input_size
+    batch = np.empty((len(crops), meta.channels, size, size), dtype=np.float32)
+    mean = np.asarray(meta.mean_array(), dtype=np.float32).reshape(-1, 1, 1)
+    std = np.asarray(meta.std_array(), dtype=np.float32).reshape(-1, 1, 1)
+    for i, crop in enumerate(crops):
+        if crop.ndim == 3 and crop.shape[2] == 1:
+            crop = crop[:, :, 0]
+        if crop.ndim == 2:
+            img = crop if meta.channels == 1 else cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
+        else:
+            img = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY if meta.channels == 1 else cv2.COLOR_BGR2RGB)
+        if img.shape[:2] != (size, size):
+            interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
+            img = cv2.resize(img, (size, size), interpolation=interp)
+        img = img.reshape(size, size, meta.channels).transpose(2, 0, 1)
+        batch[i] = (img.astype(np.float32) / 255.0 - mean) / std
+    return batch
+
+
 class Classifier:
     """An ONNX emotion model and its preprocessing.
 
@@ -77,24 +98,7 @@ class Classifier:
 
     def preprocess(self, crops: list[np.ndarray]) -> np.ndarray:
         """BGR, or gray H×W / H×W×1, uint8 crops of any size -> float32 N×C×S×S network input."""
-        m = self.meta
-        size = m.input_size
-        batch = np.empty((len(crops), m.channels, size, size), dtype=np.float32)
-        mean = np.asarray(m.mean_array(), dtype=np.float32).reshape(-1, 1, 1)
-        std = np.asarray(m.std_array(), dtype=np.float32).reshape(-1, 1, 1)
-        for i, crop in enumerate(crops):
-            if crop.ndim == 3 and crop.shape[2] == 1:
-                crop = crop[:, :, 0]
-            if crop.ndim == 2:
-                img = crop if m.channels == 1 else cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
-            else:
-                img = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY if m.channels == 1 else cv2.COLOR_BGR2RGB)
-            if img.shape[:2] != (size, size):
-                interp = cv2.INTER_AREA if min(img.shape[:2]) > size else cv2.INTER_LINEAR
-                img = cv2.resize(img, (size, size), interpolation=interp)
-            img = img.reshape(size, size, m.channels).transpose(2, 0, 1)
-            batch[i] = (img.astype(np.float32) / 255.0 - mean) / std
-        return batch
+        return preprocess(crops, self.meta)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """Raw model outputs for an already preprocessed batch."""
@@ -107,7 +111,11 @@ class Classifier:
         those of its mirror image (one batched call)."""
         if not crops:
             return np.zeros((0, len(self.meta.labels)), dtype=np.float32)
-        x = self.preprocess(crops)
+        return self.probabilities(self.preprocess(crops))
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities for an already preprocessed N×C×S×S batch (with the model's mirror TTA
+        and softmax temperature): what :meth:`predict_proba` gives for the crops behind ``x``."""
         n = len(x)
         if self.meta.tta_hflip:
             x = np.concatenate([x, x[..., ::-1]])

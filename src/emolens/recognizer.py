@@ -11,6 +11,7 @@ from .classify import Classifier
 from .crop import crop_face
 from .detect import Detector, create_detector
 from .detect.base import Box
+from .explain import Explanation, check_label, explain_faces
 from .imageio import DEFAULT_MAX_PIXELS, ImageError, ImageInput, expand_inputs, load_image
 from .output import save_annotated
 from .results import Face, ImageResult
@@ -71,9 +72,43 @@ class EmotionRecognizer:
 
     def predict_bgr(self, bgr: np.ndarray, *, detect: bool = True) -> list[Face]:
         """Like :meth:`predict` for an already decoded uint8 BGR array (no copy, no checks)."""
+        return self.classify_boxes(bgr, self._boxes(bgr, detect))
+
+    def _boxes(self, bgr: np.ndarray, detect: bool) -> list[Box]:
         h, w = bgr.shape[:2]
-        boxes = self.detector.detect(bgr) if detect else [Box(0, 0, w, h)]
-        return self.classify_boxes(bgr, boxes)
+        return self.detector.detect(bgr) if detect else [Box(0, 0, w, h)]
+
+    def explain(
+        self, image: ImageInput, *, label: str | None = None, detect: bool = True, method: str = "occlusion"
+    ) -> list[Explanation]:
+        """Explanation maps: per face (same order as :meth:`predict`), which regions drove the emotion.
+
+        Args:
+            image: anything :meth:`predict` accepts.
+            label: the emotion to explain (default: each face's predicted one).
+            detect: as in :meth:`predict`.
+            method: ``occlusion`` (default) or ``rise``; see :mod:`emolens.explain`.
+
+        Raises:
+            ValueError: ``label`` is not one of :attr:`labels`, or ``method`` is unknown.
+            emolens.ImageError: the input cannot be read as an image.
+
+        Example::
+
+            ex = rec.explain("photo.jpg")[0]
+            cv2.imwrite("why.png", ex.panel())   # crop | heat map | top-3 probabilities
+        """
+        check_label(self.labels, label)
+        bgr = load_image(image, max_pixels=self.max_pixels)
+        return self.explain_bgr(bgr, label=label, detect=detect, method=method)
+
+    def explain_bgr(
+        self, bgr: np.ndarray, *, label: str | None = None, detect: bool = True, method: str = "occlusion"
+    ) -> list[Explanation]:
+        """Like :meth:`explain` for an already decoded uint8 BGR (or gray) array."""
+        check_label(self.labels, label)
+        faces = self.classify_boxes(bgr, self._boxes(bgr, detect))
+        return explain_faces(self.classifier, bgr, faces, crop_margin=self.crop_margin, label=label, method=method)
 
     def classify_boxes(self, bgr: np.ndarray, boxes: list[Box]) -> list[Face]:
         """Classify the given face boxes of an image (one batched model call).
