@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import cv2
@@ -12,7 +13,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("torchvision")
 
 from torch import nn  # noqa: E402
 
@@ -189,3 +189,20 @@ def test_scalar_and_per_channel_mean_std_metadata():
         ModelMeta.from_json(json.dumps({"labels": ["a"], "channels": 3, "std": [0.2, 0.0, 0.4]}))
     bundled = Classifier()
     assert bundled.meta.mean_array() == [0.5] and bundled.preprocess([np.full((48, 48), 255, np.uint8)]).max() == 2.0
+
+
+def test_a_torchvision_that_does_not_load_is_a_clear_error_not_a_crash(monkeypatch, capsys, fer_root, tmp_path):
+    # A torchvision wheel built for another torch fails on import (RuntimeError "operator torchvision::nms
+    # does not exist"); sys.modules[...] = None makes the import fail the same way, ImportError aside.
+    monkeypatch.setitem(sys.modules, "torchvision", None)
+    with pytest.raises(ValueError, match=r"torchvision.*pip install torch==.* torchvision=="):
+        zoo.create_model("mobilenet_v2")
+    assert main(["models"]) == 0  # the other models are still listed with their sizes
+    captured = capsys.readouterr()
+    rows = {line.split()[0]: line for line in captured.out.splitlines()[1:]}
+    assert " n/a " in rows["resnet50"]
+    assert f"{zoo.count_params(zoo.create_model('vgg_s')):,}" in rows["vgg_s"]
+    assert "torchvision" in captured.err and "Traceback" not in captured.err
+    assert main(["train", "--data", str(fer_root), "--model", "vgg16", "--epochs", "1", "--limit-per-class", "2",
+                 "--out", str(tmp_path / "run")]) == 2
+    assert "torchvision" in capsys.readouterr().err

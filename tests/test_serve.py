@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import http.client
-import importlib.util
 import json
 import subprocess
 import sys
@@ -198,7 +197,6 @@ def test_concurrent_requests_all_succeed(server, obama):
     assert all(d["faces"] == first for _, d, _ in results)  # thread-safe: same answer every time
 
 
-@pytest.mark.skipif(importlib.util.find_spec("emolens.explain") is None, reason="emolens.explain not in the tree yet")
 def test_explain_adds_a_heat_map_per_face(server, group):
     st, data, _ = call(server, "POST", "/v1/predict?explain=true", group, {"Content-Type": "image/jpeg"})
     assert st == 200, data

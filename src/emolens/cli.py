@@ -223,10 +223,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .training.zoo import count_params, create_model, list_models
 
     print(f"{'name':<13} {'input':>5} {'channels':<9} {'params':>11}  description")
+    problems: set[str] = set()
     for spec in list_models():
-        n = count_params(create_model(spec.name))
+        try:
+            n = f"{count_params(create_model(spec.name)):,}"
+        except ValueError as e:  # e.g. a torchvision that does not load: the model cannot be built here
+            n = "n/a"
+            problems.add(str(e))
         chans = "1 (gray)" if spec.channels == 1 else "3 (rgb)"
-        print(f"{spec.name:<13} {spec.input_size:>5} {chans:<9} {n:>11,}  {spec.description}")
+        print(f"{spec.name:<13} {spec.input_size:>5} {chans:<9} {n:>11}  {spec.description}")
+    for msg in sorted(problems):
+        print(f"emolens: note: {msg}", file=sys.stderr)
     return 0
 
 

@@ -213,14 +213,27 @@ class TransferNet(nn.Module):
         return self
 
 
+def _torchvision():
+    """torchvision, or a ValueError saying how to fix an install where it does not load.
+
+    A torchvision wheel only works with the torch build it was made for: torchvision 0.28 from PyPI next to
+    the CPU-only torch 2.13.0 fails on import ("operator torchvision::nms does not exist")."""
+    try:
+        import torchvision
+    except Exception as e:  # ImportError when absent; RuntimeError when its compiled ops do not match torch
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"the transfer models need torchvision, which does not load here ({why}); install a "
+                         f"torch/torchvision pair built together, e.g. pip install torch==2.14.1 "
+                         f"torchvision==0.29.1 (torch {torch.__version__} is installed)") from None
+    return torchvision
+
+
 def _load_imagenet(net: nn.Module, name: str, weights: str | None) -> None:
     """``weights``: None (random init), "imagenet" (torchvision's download) or the path of a state dict."""
     if weights is None:
         return
     if weights == "imagenet":
-        import torchvision
-
-        enum = torchvision.models.get_model_weights(name).IMAGENET1K_V1
+        enum = _torchvision().models.get_model_weights(name).IMAGENET1K_V1
         try:
             state = enum.get_state_dict(progress=False)
         except OSError as e:  # urllib's URLError is an OSError
@@ -256,9 +269,7 @@ def mobilenet_v2(num_classes: int = 7, weights: str | None = None, freeze: bool 
     """Seed 000's transfer model: torchvision MobileNetV2 features (19 blocks), global average pooling,
     Dense(128)-ReLU-dropout(0.3) and the classifier. Base frozen by default. 96x96 input: gray FER faces are
     replicated to 3 channels and upscaled 2x (the seeds use 224; 96 keeps CPU epochs to a minute or two)."""
-    import torchvision
-
-    net = torchvision.models.mobilenet_v2()
+    net = _torchvision().models.mobilenet_v2()
     _load_imagenet(net, "mobilenet_v2", weights)
     model = TransferNet(net.features, list(net.features), _head(1280, 128, num_classes, 0.3))
     model.set_trainable(freeze, unfreeze_last)
@@ -270,9 +281,7 @@ def mobilenet_v2(num_classes: int = 7, weights: str | None = None, freeze: bool 
 def vgg16(num_classes: int = 7, weights: str | None = None, freeze: bool = True, unfreeze_last: int = 0) -> nn.Module:
     """Seed 001's VGG16 transfer model: torchvision VGG16's 13 conv layers (frozen by default; each conv is
     one block for ``unfreeze_last``), global average pooling, Dense(256)-ReLU-dropout(0.5), classifier; 112px."""
-    import torchvision
-
-    net = torchvision.models.vgg16()
+    net = _torchvision().models.vgg16()
     _load_imagenet(net, "vgg16", weights)
     convs = [m for m in net.features if isinstance(m, nn.Conv2d)]
     model = TransferNet(net.features, convs, _head(512, 256, num_classes, 0.5))
@@ -287,9 +296,7 @@ def resnet50(num_classes: int = 7, weights: str | None = None, freeze: bool = Tr
     """Seed 001's ResNet50 fine-tuning: torchvision ResNet50 (stem + 16 bottleneck blocks; ``unfreeze_last``
     counts bottleneck blocks, default the last 3 = layer4), global average pooling, Dense(256)-ReLU-dropout(0.5),
     classifier; 112px."""
-    import torchvision
-
-    net = torchvision.models.resnet50()
+    net = _torchvision().models.resnet50()
     _load_imagenet(net, "resnet50", weights)
     stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
     base = nn.Sequential(stem, net.layer1, net.layer2, net.layer3, net.layer4)
