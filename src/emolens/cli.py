@@ -3,6 +3,7 @@
     emolens predict PHOTO [PHOTO | FOLDER ...] [--json] [--annotate DIR] [--no-detect]
     emolens video IN.mp4 [--out OUT.mp4] [--csv FILE] [--plot FILE.png] [--every N] [--force]
     emolens webcam [--camera 0]
+    emolens explain IMAGE [IMAGE ...] [--out DIR] [--label L] [--method occlusion|rise|gradcam] [--force]
     emolens train --data ROOT [--config FILE] [--model NAME] [--epochs N] [--out RUN]   ([train] extra)
     emolens evaluate MODEL --data PATH [--split val] [--out DIR] [--force]              ([train] extra)
     emolens compare RUN_A RUN_B ... [--json]                                            ([train] extra)
@@ -301,6 +302,66 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- explain
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .classify import ModelError
+    from .explain import output_files, write_files
+    from .imageio import ImageError, expand_inputs, load_image
+    from .recognizer import EmotionRecognizer
+
+    try:
+        rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads)
+    except (ModelError, ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    if args.label is not None and args.label not in rec.labels:
+        raise CLIError(f"--label {args.label}: not one of this model's labels ({', '.join(rec.labels)})")
+    method = args.method
+    if args.checkpoint and method != "gradcam":
+        raise CLIError("--checkpoint is for --method gradcam")
+    if method == "gradcam":
+        if not args.checkpoint:
+            raise CLIError("--method gradcam needs --checkpoint RUN/best.pt (the PyTorch checkpoint of --model)")
+        _need_training()
+        from .training.gradcam import GradCAM
+
+        try:
+            method = GradCAM.from_checkpoint(args.checkpoint, tta_hflip=rec.classifier.meta.tta_hflip)
+        except (ValueError, FileNotFoundError) as e:
+            raise CLIError(str(e)) from None
+        if method.labels != rec.labels:
+            raise CLIError(f"--checkpoint {args.checkpoint}: its labels ({', '.join(method.labels)}) are not the "
+                           f"model's ({', '.join(rec.labels)}); give the checkpoint of --model")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out}: exists and is not a folder")
+    files, rows, failed = [], [], 0
+    paths = expand_inputs(args.inputs)
+    if not paths:
+        raise CLIError("no image files found in the given folder(s)")
+    for path in paths:
+        try:
+            bgr = load_image(path, max_pixels=rec.max_pixels)
+        except ImageError as e:
+            print(f"emolens: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        explanations = rec.explain_bgr(bgr, label=args.label, detect=not args.no_detect, method=method)
+        if not explanations:
+            print(f"{path}: no face found", file=sys.stderr)
+        planned = output_files(explanations, path, out)
+        files += planned
+        rows += [(path, i, ex, planned[3 * i - 1][0]) for i, ex in enumerate(explanations, 1)]
+    try:
+        write_files(files, force=args.force)
+    except FileExistsError as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"--out {out}: cannot write ({e.strerror or e})") from None
+    for path, i, ex, panel in rows:
+        print(f"{path} face {i}: {ex.face.label} {ex.face.score:.0%}, map of {ex.label} ({ex.method}) -> {panel}")
+    return 1 if failed else 0
+
+
 # ----------------------------------------------------------------------------- serve
 SERVE_EXTRA_HINT = "this command needs the serving extra: pip install 'emolens[serve]'"
 
@@ -398,6 +459,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--camera", type=int, default=0, help="camera number (default: 0)")
     stream_flags(p)
     p.set_defaults(func=cmd_webcam)
+
+    p = sub.add_parser("explain", help="heat maps of what drove each face's emotion: overlay, crop and panel PNGs")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--out", default="explanations", metavar="DIR", help="output folder (default: explanations)")
+    p.add_argument("--label", help="explain this emotion instead of each face's predicted one")
+    p.add_argument("--method", choices=["occlusion", "rise", "gradcam"], default="occlusion",
+                   help="occlusion (default), rise, or gradcam (with --checkpoint, [train] extra)")
+    p.add_argument("--checkpoint", metavar="PT", help="PyTorch checkpoint of --model for --method gradcam")
+    p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
+    p.add_argument("--detector", default="haar", help="face detector (default: haar)")
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("train", help="train a model on a folder dataset ([train] extra)")
     p.add_argument("--data", help="dataset root with <split>/<class>/* folders")

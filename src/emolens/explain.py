@@ -20,18 +20,29 @@ Grad-CAM on a PyTorch checkpoint lives in :mod:`emolens.training.gradcam` (``[tr
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .classify import Classifier
 from .crop import crop_face
+from .detect.base import Box
 from .draw import colour_for
 from .results import Face
 
+if TYPE_CHECKING:
+    from .recognizer import EmotionRecognizer
+
 METHODS = ("occlusion", "rise")
 """Model-agnostic methods of :func:`saliency` (``gradcam`` needs a checkpoint and the ``[train]`` extra)."""
+
+Method = str | Callable[[np.ndarray, str], np.ndarray]
+"""A method name, or a callable ``(crop, label) -> heat map`` (see :func:`explain_faces`)."""
 
 PANEL_SIDE = 240
 """Height in pixels of :meth:`Explanation.panel` (tiles are scaled to it)."""
@@ -165,13 +176,14 @@ def _resize_masks(masks: np.ndarray, a: float, b: float, size: int) -> np.ndarra
 
 # ----------------------------------------------------------------------------- the maps
 def occlusion_masks(grid: int, patch: float = 0.25, steps: int = 7) -> np.ndarray:
-    """``steps``² square masks of side ``patch`` × grid, sliding from one edge to the other (half a patch
+    """``steps``² soft-edged square masks of side ``patch`` × grid, sliding from one edge to the other (half a patch
     past each edge, so border pixels are hidden as often as central ones)."""
     p = max(1, round(grid * patch))
     starts = np.round(np.linspace(-p / 2, grid - p / 2, steps)).astype(int)
     masks = np.zeros((steps * steps, grid, grid), np.float32)
     for i, (y, x) in enumerate((y, x) for y in starts for x in starts):
         masks[i, max(0, y) : max(0, y + p), max(0, x) : max(0, x + p)] = 1
+        masks[i] = cv2.GaussianBlur(masks[i], (0, 0), p / 6)  # soft edges: no blocky map, no sharp new edges
     return masks
 
 
@@ -201,8 +213,7 @@ def saliency(
 
     ``crop`` is the largest TTA view (see :func:`view_scale`); gray or BGR uint8.
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+    check_method(method)
     h, w = crop.shape[:2]
     if h != w:  # crop_face gives squares; anything else is padded to one (edge pixels repeated)
         side = max(h, w)
@@ -248,19 +259,117 @@ def explain_faces(
     *,
     crop_margin: float = 0.0,
     label: str | None = None,
-    method: str = "occlusion",
+    method: Method = "occlusion",
 ) -> list[Explanation]:
     """One :class:`Explanation` per face of an image (faces as :meth:`EmotionRecognizer.classify_boxes`
-    returns them); ``label`` = the emotion to explain, default each face's predicted one."""
+    returns them); ``label`` = the emotion to explain, default each face's predicted one.
+
+    ``method``: a name from :data:`METHODS`, or any callable ``(crop, label) -> H×W map in [0, 1]``
+    (e.g. :class:`emolens.training.gradcam.GradCAM`; its ``name`` attribute names the method)."""
     labels = classifier.labels
     check_label(labels, label)
-    if method not in METHODS:
-        raise ValueError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+    check_method(method)
     scale = view_scale(classifier, crop_margin)
     out = []
     for face in faces:
         target = label or face.label
         crop = crop_face(bgr, face.box, scale)
-        heat = saliency(classifier, crop, labels.index(target), method=method)
-        out.append(Explanation(face, target, as_bgr(crop).copy(), heat, method))
+        if callable(method):
+            heat = np.clip(np.asarray(method(crop, target), np.float32), 0, 1)
+            if heat.shape != crop.shape[:2]:
+                raise ValueError(f"explanation map is {heat.shape}, the crop {crop.shape[:2]}")
+            name = str(getattr(method, "name", type(method).__name__))
+        else:
+            heat, name = saliency(classifier, crop, labels.index(target), method=method), method
+        out.append(Explanation(face, target, as_bgr(crop).copy(), heat, name))
     return out
+
+
+def check_method(method: Method) -> None:
+    if not callable(method) and method not in METHODS:
+        raise ValueError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
+
+
+# ----------------------------------------------------------------------------- files
+def output_files(explanations: list[Explanation], source: str | os.PathLike, out_dir: str | os.PathLike
+                 ) -> list[tuple[Path, np.ndarray]]:
+    """What ``emolens explain`` writes for one image, as (path, BGR image) pairs, per face i (1 = largest):
+    ``<stem>-face<i>-crop.png`` (the crop the model saw), ``<stem>-face<i>-<label>-<method>.png``
+    (the overlay) and ``<stem>-face<i>-<label>-<method>-panel.png`` (crop | overlay | top-3)."""
+    stem = Path(str(source)).stem or "image"
+    out = []
+    for i, ex in enumerate(explanations, 1):
+        base = Path(out_dir) / f"{stem}-face{i}"
+        out += [
+            (base.with_name(f"{base.name}-crop.png"), ex.crop),
+            (base.with_name(f"{base.name}-{ex.label}-{ex.method}.png"), ex.overlay()),
+            (base.with_name(f"{base.name}-{ex.label}-{ex.method}-panel.png"), ex.panel()),
+        ]
+    return out
+
+
+def write_files(files: list[tuple[Path, np.ndarray]], *, force: bool = False) -> list[Path]:
+    """Write PNGs, all or nothing checked first: FileExistsError for a path that exists (unless
+    ``force``) or that two outputs share (two inputs with the same name)."""
+    seen: set[Path] = set()
+    for path, _ in files:
+        if path in seen:
+            raise FileExistsError(f"{path}: two inputs would write this file (same file name); explain them apart")
+        seen.add(path)
+        if path.exists() and not force:
+            raise FileExistsError(f"{path} already exists; pass --force to replace it, or give another --out")
+    written = []
+    for path, image in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ok, buf = cv2.imencode(".png", image)
+        if not ok:
+            raise OSError(f"{path}: could not encode the image")
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(buf.tobytes())
+        tmp.replace(path)
+        written.append(path)
+    return written
+
+
+# ----------------------------------------------------------------------------- sanity check
+def region_drops(
+    recognizer: EmotionRecognizer,
+    ex: Explanation,
+    *,
+    region: float = 1 / 3,
+    n_random: int = 5,
+    rng: np.random.Generator | None = None,
+    heatmap: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Does the map mean something? Drops of the explained label's probability when one square of
+    side ``region`` × the crop is hidden (filled with the crop's mean colour, a different
+    perturbation from the maps' blur) at the map's hottest place (``top``), its coldest
+    (``least``) and ``n_random`` uniformly random places (``random``: their mean).
+
+    The occluded crop is classified by the recogniser's own road (TTA views around the face box
+    inside the explained crop). ``heatmap`` replaces ``ex.heatmap`` (e.g. a shuffled control).
+    """
+    rng = rng or np.random.default_rng(0)
+    heat = ex.heatmap if heatmap is None else heatmap
+    crop = ex.crop
+    side = crop.shape[0]
+    r = max(1, round(side * region))
+    inner = round(side / view_scale(recognizer.classifier, recognizer.crop_margin))  # the face box in the crop
+    o = (side - inner) // 2
+    box = Box(o, o, inner, inner)
+    labels = recognizer.labels
+    k = labels.index(ex.label)
+    mean_map = cv2.boxFilter(heat.astype(np.float32), -1, (r, r), normalize=True, anchor=(0, 0),
+                             borderType=cv2.BORDER_CONSTANT)[: side - r + 1, : side - r + 1]
+    places = [np.unravel_index(int(np.argmax(mean_map)), mean_map.shape),
+              np.unravel_index(int(np.argmin(mean_map)), mean_map.shape)]
+    places += [tuple(rng.integers(0, side - r + 1, 2)) for _ in range(n_random)]
+    fill = crop.reshape(side, side, -1).mean(axis=(0, 1)).round().astype(np.uint8)
+    probs = []
+    for y, x in [(None, None), *places]:
+        img = crop.copy()
+        if y is not None:
+            img[y : y + r, x : x + r] = fill
+        probs.append(recognizer.classify_boxes(img, [box])[0].scores[labels[k]])
+    base = probs[0]
+    return {"base": base, "top": base - probs[1], "least": base - probs[2], "random": base - float(np.mean(probs[3:]))}

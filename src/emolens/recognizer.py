@@ -11,7 +11,7 @@ from .classify import Classifier
 from .crop import crop_face
 from .detect import Detector, create_detector
 from .detect.base import Box
-from .explain import Explanation, check_label, explain_faces
+from .explain import Explanation, Method, check_label, check_method, explain_faces
 from .imageio import DEFAULT_MAX_PIXELS, ImageError, ImageInput, expand_inputs, load_image
 from .output import save_annotated
 from .results import Face, ImageResult
@@ -79,7 +79,7 @@ class EmotionRecognizer:
         return self.detector.detect(bgr) if detect else [Box(0, 0, w, h)]
 
     def explain(
-        self, image: ImageInput, *, label: str | None = None, detect: bool = True, method: str = "occlusion"
+        self, image: ImageInput, *, label: str | None = None, detect: bool = True, method: Method = "occlusion"
     ) -> list[Explanation]:
         """Explanation maps: per face (same order as :meth:`predict`), which regions drove the emotion.
 
@@ -87,7 +87,8 @@ class EmotionRecognizer:
             image: anything :meth:`predict` accepts.
             label: the emotion to explain (default: each face's predicted one).
             detect: as in :meth:`predict`.
-            method: ``occlusion`` (default) or ``rise``; see :mod:`emolens.explain`.
+            method: ``occlusion`` (default) or ``rise`` (see :mod:`emolens.explain`), or a callable
+                ``(crop, label) -> map`` such as :class:`emolens.training.gradcam.GradCAM`.
 
         Raises:
             ValueError: ``label`` is not one of :attr:`labels`, or ``method`` is unknown.
@@ -99,11 +100,12 @@ class EmotionRecognizer:
             cv2.imwrite("why.png", ex.panel())   # crop | heat map | top-3 probabilities
         """
         check_label(self.labels, label)
+        check_method(method)
         bgr = load_image(image, max_pixels=self.max_pixels)
         return self.explain_bgr(bgr, label=label, detect=detect, method=method)
 
     def explain_bgr(
-        self, bgr: np.ndarray, *, label: str | None = None, detect: bool = True, method: str = "occlusion"
+        self, bgr: np.ndarray, *, label: str | None = None, detect: bool = True, method: Method = "occlusion"
     ) -> list[Explanation]:
         """Like :meth:`explain` for an already decoded uint8 BGR (or gray) array."""
         check_label(self.labels, label)
