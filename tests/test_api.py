@@ -114,3 +114,10 @@ def test_open_smiles_are_happy_with_high_confidence(rec, photos_dir):
     for name in ("portrait_obama.jpg", "portrait_obama_partial_face.jpg", "portrait_obama_partial_face2.jpg"):
         (face,) = rec.predict(photos_dir / name)
         assert face.label == "happy" and face.score > 0.8, (name, face.label, face.score)
+
+
+def test_an_image_without_faces_gives_an_empty_list(rec):
+    blank = np.full((240, 320, 3), 200, np.uint8)
+    assert rec.predict(blank) == []
+    assert rec.classify_boxes(blank, []) == []
+    assert rec.explain(blank) == []

@@ -113,16 +113,25 @@ class Classifier:
             return np.zeros((0, len(self.meta.labels)), dtype=np.float32)
         return self.probabilities(self.preprocess(crops))
 
-    def probabilities(self, x: np.ndarray) -> np.ndarray:
-        """Class probabilities for an already preprocessed N×C×S×S batch (with the model's mirror TTA
-        and softmax temperature): what :meth:`predict_proba` gives for the crops behind ``x``."""
+    def view_logits(self, x: np.ndarray) -> np.ndarray:
+        """Raw outputs per test-time view of an already preprocessed N×C×S×S batch: N×V×labels, V = 2
+        (the image and its mirror) with ``tta_hflip`` in the metadata, else 1. One batched call."""
         n = len(x)
         if self.meta.tta_hflip:
             x = np.concatenate([x, x[..., ::-1]])
-        z = self.logits(np.ascontiguousarray(x)).astype(np.float64) / self.meta.temperature
-        z -= z.max(axis=1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(axis=1, keepdims=True)
-        if self.meta.tta_hflip:
-            p = (p[:n] + p[n:]) / 2
-        return p.astype(np.float32)
+        z = self.logits(np.ascontiguousarray(x))
+        return z.reshape(-1, n, z.shape[-1]).transpose(1, 0, 2)
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities for an already preprocessed N×C×S×S batch (with the model's mirror TTA
+        and softmax temperature): what :meth:`predict_proba` gives for the crops behind ``x``."""
+        return softmax_views(self.view_logits(x), self.meta.temperature)
+
+
+def softmax_views(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """N×V×K logits of V views -> N×K probabilities: softmax(z / temperature) of each view, averaged."""
+    z = z.astype(np.float64) / temperature
+    z -= z.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=-1, keepdims=True)
+    return p.mean(axis=1).astype(np.float32)

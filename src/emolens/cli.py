@@ -7,6 +7,7 @@
     emolens train --data ROOT [--config FILE] [--model NAME] [--epochs N] [--out RUN]   ([train] extra)
     emolens evaluate MODEL --data PATH [--split val] [--out DIR] [--force]              ([train] extra)
     emolens compare RUN_A RUN_B ... [--json]                                            ([train] extra)
+    emolens calibrate MODEL --data PATH [--split val] [--out OUT.onnx]                  ([train] extra)
     emolens export RUN [--out model.onnx] [--int8]                                      ([train] extra)
     emolens models                                                                      ([train] extra)
     emolens serve [--host 127.0.0.1] [--port 8000] [--concurrency N]                     ([serve] extra)
@@ -95,7 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "limit_per_class": args.limit_per_class, "precision": args.precision,
         "train_split": args.train_split, "val_split": args.val_split, "init": args.init,
         "optimizer": args.optimizer, "schedule": args.schedule, "weight_decay": args.weight_decay,
-        "label_smoothing": args.label_smoothing, "class_weights": args.class_weights, "sampler": args.sampler,
+        "label_smoothing": args.label_smoothing, "mixup": args.mixup, "cutmix": args.cutmix, "ema": args.ema,
+        "class_weights": args.class_weights, "sampler": args.sampler,
         "patience": args.patience, "select": args.select, "weights": args.weights, "freeze": args.freeze,
         "unfreeze_last": args.unfreeze_last,
     }.items() if v is not None}
@@ -216,6 +218,41 @@ def cmd_export(args: argparse.Namespace) -> int:
                   f"({res['speedup']:.2f}x); details in {int8_path.with_suffix('.json')}")
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    try:
+        from .evaluation.calibration import calibrate_model
+        from .evaluation.metrics import resolve_model
+    except ImportError:
+        raise CLIError(TRAIN_EXTRA_HINT) from None
+    from .classify import ModelError, default_model_path
+
+    try:
+        onnx_path, _ = resolve_model(args.model)
+    except FileNotFoundError as e:
+        raise CLIError(str(e)) from None
+    src = onnx_path or default_model_path()
+    out = Path(args.out) if args.out else Path(src.name if onnx_path is None else src).with_suffix(".calibrated.onnx")
+    if out.exists() and not args.force:
+        raise CLIError(f"{out} already exists; pass --force to replace it, or give another --out")
+    if out.resolve() == src.resolve():
+        raise CLIError(f"--out {out} is the model itself; write the calibrated copy elsewhere")
+    try:
+        r = calibrate_model(args.model, args.data, args.split, out=out, limit_per_class=args.limit_per_class,
+                            log=lambda m: print(m, file=sys.stderr))
+    except (ModelError, ValueError, FileNotFoundError) as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:
+        raise CLIError(f"--out {out}: cannot write ({e.strerror or e})") from None
+    print(f"temperature {r['temperature_before']:.3g} -> {r['temperature']:.4f}, fitted on {r['n']} {args.split} "
+          f"images\n"
+          f"  ECE ({r['split']}): {r['ece_before']:.4f} -> {r['ece_after']:.4f} "
+          f"(cross-fitted, T from the other half: {r['ece_cross_fitted']:.4f})\n"
+          f"  NLL: {r['nll_before']:.4f} -> {r['nll_after']:.4f}; accuracy {r['accuracy_before']:.4f} -> "
+          f"{r['accuracy_after']:.4f}\n"
+          f"wrote {out}")
     return 0
 
 
@@ -490,6 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learning-rate schedule (default cosine with warm-up = onecycle)")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA), e.g. 0.2 (default off)")
+    p.add_argument("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA), e.g. 1 (default off)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="validate, keep and export a moving average of the weights, e.g. 0.999 (default off)")
     p.add_argument("--class-weights", choices=["balanced"], help="weight the loss by inverse class frequency")
     p.add_argument("--sampler", choices=["shuffle", "balanced"], help="balanced: draw every class equally often")
     p.add_argument("--patience", type=int, help="early stopping: epochs without a better val metric (0 = off)")
@@ -537,6 +578,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-per-class", type=int, default=50, help="calibration images per class (default 50)")
     p.add_argument("--val-per-class", type=int, default=100, help="val images per class for the int8 accuracy")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("calibrate", help="fit the softmax temperature on a labelled split; write a calibrated copy")
+    p.add_argument("model", help="an .onnx model, a run folder, or 'default' for the bundled model")
+    p.add_argument("--data", required=True, help="dataset (FER2013 CSV or folders) with the split to fit on")
+    p.add_argument("--split", default="val", help="split to fit the temperature on (default val)")
+    p.add_argument("--out", help="output .onnx (default: <model>.calibrated.onnx); the input is never changed")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--limit-per-class", type=int, help="use only N images per class")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("models", help="list the trainable architectures ([train] extra)")
     p.set_defaults(func=cmd_models)

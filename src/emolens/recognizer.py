@@ -119,16 +119,23 @@ class EmotionRecognizer:
         ``tta_scales`` in the model's metadata, one view per scale is classified and the
         probabilities are averaged (the views use the real image around the face).
         """
-        scales = self.classifier.meta.tta_scales or [1.0]
-        base = 1.0 + 2.0 * self.crop_margin
-        crops = [crop_face(bgr, b, base * s) for b in boxes for s in scales]
-        probs = self.classifier.predict_proba(crops).reshape(len(boxes), len(scales), -1).mean(axis=1)
+        if not boxes:
+            return []
+        crops = self.view_crops(bgr, boxes)
+        probs = self.classifier.predict_proba(crops).reshape(len(boxes), len(crops) // len(boxes), -1).mean(axis=1)
         labels = self.classifier.labels
         faces = []
         for box, p in zip(boxes, probs):
             k = int(np.argmax(p))
             faces.append(Face(box, labels[k], float(p[k]), {lab: float(v) for lab, v in zip(labels, p)}))
         return faces
+
+    def view_crops(self, bgr: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
+        """The crops classified for the given face boxes: per box, one square crop per ``tta_scales``
+        entry of the model (box order first, then scale)."""
+        scales = self.classifier.meta.tta_scales or [1.0]
+        base = 1.0 + 2.0 * self.crop_margin
+        return [crop_face(bgr, b, base * s) for b in boxes for s in scales]
 
     def predict_files(
         self,

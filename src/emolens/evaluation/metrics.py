@@ -168,6 +168,21 @@ def evaluate_model(
     onnx_path, run = resolve_model(model)
     rec = EmotionRecognizer(onnx_path)
     clf = rec.classifier
+    source, ds, images = load_faces(rec, data, split, run=run, limit_per_class=limit_per_class, log=log)
+    whole = [Box(0, 0, images.shape[2], images.shape[1])]
+    probs = np.array([[f.scores[lab] for lab in clf.labels] for img in images
+                      for f in rec.classify_boxes(img, whole)])
+    report = classification_metrics(ds.labels, probs.argmax(1), clf.labels, probs)
+    report.update(model=str(clf.path), data=str(data), split=split, source=source.kind,
+                  skipped=[f for f, _ in ds.skipped], model_info=model_info(clf.path))
+    return Evaluation(report, probs, ds.labels, images, ds.files)
+
+
+def load_faces(rec: EmotionRecognizer, data: str | os.PathLike, split: str, *, run: Path | None = None,
+               limit_per_class: int | None = None, log=None) -> tuple[DataSource, Any, np.ndarray]:
+    """One split of a dataset as the recogniser's model takes it: (source, dataset, uint8 N×H×W×C images,
+    gray or BGR). Each image is one face crop, classified with the box ``(0, 0, W, H)``."""
+    clf = rec.classifier
     m = clf.meta
     source = open_eval_source(data, run)
     # keep the images at their own size when they are small (FER2013: 48×48), so every view is cut
@@ -177,13 +192,7 @@ def evaluate_model(
     ds = source.load(split, size=size, channels=m.channels, classes=clf.labels,
                      limit_per_class=limit_per_class, log=log)
     images = ds.images if m.channels == 1 else np.ascontiguousarray(ds.images[..., ::-1])  # RGB -> BGR
-    whole = [Box(0, 0, size, size)]
-    probs = np.array([[f.scores[lab] for lab in clf.labels] for img in images
-                      for f in rec.classify_boxes(img, whole)])
-    report = classification_metrics(ds.labels, probs.argmax(1), clf.labels, probs)
-    report.update(model=str(clf.path), data=str(data), split=split, source=source.kind,
-                  skipped=[f for f, _ in ds.skipped], model_info=model_info(clf.path))
-    return Evaluation(report, probs, ds.labels, images, ds.files)
+    return source, ds, images
 
 
 def model_info(path: str | os.PathLike) -> dict[str, Any]:

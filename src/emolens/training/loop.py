@@ -60,6 +60,10 @@ class TrainConfig:
     gamma: float = 0.1  # step and plateau: the factor
     plateau_patience: int = 3  # plateau: epochs without a better val loss before the rate drops
     label_smoothing: float = 0.1
+    mixup: float = 0.0  # mixup's Beta(alpha, alpha) (0 = off); with cutmix too, each batch uses one of the two
+    cutmix: float = 0.0  # CutMix's Beta(alpha, alpha) (0 = off)
+    ema: float = 0.0  # keep an exponential moving average of the weights with this decay per step (0 = off,
+    # e.g. 0.999); validation, best.pt and the export then use the averaged weights
     class_weights: str | None = None  # None | "balanced" (loss weights n / (k * n_class))
     sampler: str = "shuffle"  # shuffle | balanced (draw every class equally often, with replacement)
     patience: int = 0  # early stopping: stop after this many epochs without a better `select` metric (0 = off)
@@ -103,6 +107,11 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, not {self.lr!r}")
+        for name in ("mixup", "cutmix"):
+            if not (isinstance(getattr(self, name), int | float) and getattr(self, name) >= 0):
+                raise ValueError(f"{name} must be a Beta alpha >= 0 (0 = off), not {getattr(self, name)!r}")
+        if not (isinstance(self.ema, int | float) and 0 <= self.ema < 1):
+            raise ValueError(f"ema must be a decay in [0, 1) (0 = off, e.g. 0.999), not {self.ema!r}")
         get_spec(self.model)  # unknown model -> ValueError listing the registry
 
 
@@ -139,6 +148,30 @@ def normalise(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
 def autocast(cfg: TrainConfig):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
     return torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def mix_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup or CutMix (when configured; one of the two per batch if both are): returns the mixed batch,
+    the permutation that paired each image with another, and the weight ``lam`` of the original labels."""
+    kinds = [k for k in ("mixup", "cutmix") if getattr(cfg, k) > 0]
+    perm = torch.arange(len(x))
+    if not kinds:
+        return x, perm, 1.0
+    kind = kinds[int(torch.randint(len(kinds), (1,), generator=gen))]
+    alpha = getattr(cfg, kind)
+    # Beta(a, a) from two Gammas, drawn with the run's generator so a resumed run repeats itself
+    g1, g2 = torch._standard_gamma(torch.full((2,), float(alpha)), generator=gen).tolist()
+    lam = g1 / (g1 + g2) if g1 + g2 > 0 else 1.0
+    perm = torch.randperm(len(x), generator=gen)
+    if kind == "mixup":
+        return x * lam + x[perm] * (1 - lam), perm, lam
+    h, w = x.shape[2:]
+    ch, cw = round(h * math.sqrt(1 - lam)), round(w * math.sqrt(1 - lam))
+    cy, cx = int(torch.randint(h, (1,), generator=gen)), int(torch.randint(w, (1,), generator=gen))
+    y0, y1, x0, x1 = max(cy - ch // 2, 0), min(cy + ch // 2, h), max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    x = x.clone()
+    x[:, :, y0:y1, x0:x1] = x[perm, :, y0:y1, x0:x1]
+    return x, perm, 1 - (y1 - y0) * (x1 - x0) / (h * w)  # the share of the image that is still the original
 
 
 @torch.no_grad()
@@ -243,6 +276,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         loss_weight = torch.tensor(len(tr) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
         log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(tr.classes, loss_weight.tolist())))
     opt = make_optimizer(model, cfg)
+    ema = _ema_model(model, cfg.ema) if cfg.ema else None
     scaler = torch.amp.GradScaler("cpu", enabled=cfg.precision == "fp16")
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
@@ -252,6 +286,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         ck = torch.load(out / "last.pt", weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
+        if ema is not None and "ema" in ck:
+            ema.load_state_dict(ck["ema"])
         gen.set_state(ck["generator"])
         state.update(ck["state"])
         _truncate_history(out / "history.csv", state["epoch"] + 1)  # drop rows of an epoch that never saved
@@ -277,18 +313,24 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
         for b in range(steps_per_epoch):
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            x = normalise(augment_batch(to_input(tr.images[idx]), cfg.augment, gen), cfg)
+            x, pair, lam = mix_batch(augment_batch(to_input(tr.images[idx]), cfg.augment, gen), cfg, gen)
+            x = normalise(x, cfg)
             y = torch.from_numpy(tr.labels[idx])
             lr = lr_at(state["step"], total_steps, epoch, cfg) * state["lr_factor"]
             for g in opt.param_groups:
                 g["lr"] = lr
             with autocast(cfg):
                 logits = model(x)
-                loss = F.cross_entropy(logits.float(), y, weight=loss_weight, label_smoothing=cfg.label_smoothing)
+                ce = dict(weight=loss_weight, label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(logits.float(), y, **ce)
+                if lam < 1:
+                    loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), y[pair], **ce)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
+            if ema is not None:
+                ema.update_parameters(model)
             state["step"] += 1
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == y).sum().item()
@@ -298,7 +340,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         progress.close()
 
         # --- validation, bookkeeping
-        val_logits = predict_logits(model, va.images, cfg)
+        judged = model if ema is None else ema.module  # the weights that are validated, kept and exported
+        val_logits = predict_logits(judged, va.images, cfg)
         yv = torch.from_numpy(va.labels)
         val_loss = F.cross_entropy(val_logits, yv).item()
         pred = val_logits.argmax(1).numpy()
@@ -317,7 +360,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         improved = state["best"] is None or score > state["best"]
         if improved:
             state["best"], state["bad_epochs"] = score, 0
-            _save(out / "best.pt", model=model.state_dict(), config=asdict(cfg), classes=tr.classes,
+            _save(out / "best.pt", model=judged.state_dict(), config=asdict(cfg), classes=tr.classes,
                   epoch=epoch, val_acc=val_acc, val_macro_f1=val_f1, val_loss=val_loss)
         else:
             state["bad_epochs"] += 1
@@ -331,8 +374,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
                     state["plateau_epochs"] = 0
                     log(f"val loss has not improved for {cfg.plateau_patience} epochs: learning rate x{cfg.gamma}")
         state["epoch"] = epoch
+        extra = {} if ema is None else {"ema": ema.state_dict()}
         _save(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(), generator=gen.get_state(),
-              state=state, config=asdict(cfg), classes=tr.classes)
+              state=state, config=asdict(cfg), classes=tr.classes, **extra)
         log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row[1]:.4f} acc {row[2]:.4f} | "
             f"val loss {val_loss:.4f} acc {val_acc:.4f} macro-F1 {val_f1:.4f}{' *' if improved else ''} | "
             f"{row[-1]:.0f}s")
@@ -349,6 +393,13 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     log(f"best val acc {best['val_acc']:.4f} (macro-F1 {best['val_macro_f1']:.4f}, epoch {best['epoch'] + 1}, "
         f"selected on {cfg.select}); exported {onnx_path}")
     return out
+
+
+def _ema_model(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of the weights and of the BatchNorm statistics (``use_buffers``)."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:

@@ -1,0 +1,90 @@
+"""Temperature scaling: the fit recovers a known temperature, `emolens calibrate` writes a calibrated copy
+whose confidences `emolens evaluate` confirms, and never touches the input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+pytest.importorskip("onnx")
+
+from emolens.classify import Classifier, default_model_path, softmax_views  # noqa: E402
+from emolens.cli import main  # noqa: E402
+from emolens.evaluation.calibration import cross_fitted_ece, fit_temperature  # noqa: E402
+from emolens.evaluation.metrics import calibration, evaluate_model  # noqa: E402
+
+
+def sha(path) -> str:
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def overconfident(n: int = 6000, k: int = 7, factor: float = 2.5, seed: int = 0):
+    """Labels drawn from softmax(z) (so z is calibrated), and a model that reports z × factor (overconfident)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 1.5, (n, k))
+    p = softmax_views(z[:, None, :])
+    y = np.array([rng.choice(k, p=row / row.sum()) for row in p.astype(np.float64)])
+    return z * factor, y
+
+
+def test_fit_recovers_the_temperature_that_calibrates():
+    z, y = overconfident(factor=2.5)
+    t = fit_temperature(z[:, None, :], y)
+    assert t == pytest.approx(2.5, rel=0.1)
+    before = calibration(softmax_views(z[:, None, :]), y)["ece"]
+    after = calibration(softmax_views(z[:, None, :], t), y)["ece"]
+    assert before > 0.1 and after < 0.03
+    assert cross_fitted_ece(z[:, None, :], y) < 0.04  # fitted on one half, scored on the other
+
+
+def test_views_are_averaged_after_the_softmax():
+    z = np.array([[[4.0, 0.0], [0.0, 4.0]]])  # two views that disagree completely
+    assert softmax_views(z).tolist() == [[0.5, 0.5]]
+    with pytest.raises(ValueError, match="no samples"):
+        fit_temperature(z[:0], np.array([], int))
+
+
+@pytest.mark.slow
+def test_calibrate_command_writes_a_calibrated_copy_and_evaluate_agrees(fer_root, tmp_path, capsys):
+    src = default_model_path()
+    before = sha(src)
+    out = tmp_path / "cal.onnx"
+    args = ["calibrate", "default", "--data", str(fer_root), "--limit-per-class", "60", "--out", str(out)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "temperature 1 ->" in text and f"wrote {out}" in text
+    assert sha(src) == before  # the input model is never changed
+    meta = Classifier(out).meta
+    assert meta.temperature != 1.0 and 0.3 < meta.temperature < 3
+    assert "val_ece_cross_fitted" in meta.metrics
+
+    # what calibrate reports is what evaluate measures with the calibrated model (same views, same data)
+    ece_line = next(line for line in text.splitlines() if "ECE (val)" in line)
+    ece_after = float(ece_line.split("->")[1].split()[0])
+    ev = evaluate_model(out, fer_root, "val", limit_per_class=60)
+    assert ev.report["ece"] == pytest.approx(ece_after, abs=2e-4)
+    assert ev.report["ece"] < evaluate_model(None, fer_root, "val", limit_per_class=60).report["ece"]
+
+    # never overwrites; the model itself cannot be the output; bad input is one line
+    assert main(args) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["calibrate", str(out), "--data", str(fer_root), "--out", str(out), "--force"]) == 2
+    assert "the model itself" in capsys.readouterr().err
+    assert main(["calibrate", "default", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere" in err and "Traceback" not in err
+    assert main(["calibrate", str(tmp_path / "missing.onnx"), "--data", str(fer_root)]) == 2
+    assert "no such model" in capsys.readouterr().err
+
+
+def test_calibrated_model_keeps_everything_else(fer_root, tmp_path):
+    from emolens.evaluation.calibration import calibrate_model
+
+    r = calibrate_model(None, fer_root, "val", out=tmp_path / "c.onnx", limit_per_class=20)
+    a, b = Classifier(None).meta, Classifier(tmp_path / "c.onnx").meta
+    assert json.loads(a.to_json()) | {"temperature": b.temperature, "metrics": b.metrics} == json.loads(b.to_json())
+    assert r["n"] == 7 * 20 and r["temperature"] == pytest.approx(b.temperature, abs=1e-4)
