@@ -122,3 +122,46 @@ def test_export_bad_input(case, tmp_path, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
     assert expected in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def second_run(flat_happy_sad, tmp_path_factory):
+    """Another short run on the same data with another seed: a second ensemble member."""
+    run = tmp_path_factory.mktemp("runs") / "happy_sad_seed1"
+    assert main(["train", "--data", str(flat_happy_sad), "--out", str(run), "--epochs", "2", "--batch-size", "32",
+                 "--seed", "1", "--model", "seed003_cnn"]) == 0
+    return run
+
+
+@pytest.mark.slow
+def test_ensemble_of_two_runs_is_one_model_with_the_mean_probability(binary_run, second_run, flat_happy_sad,
+                                                                     tmp_path, capsys):
+    out = tmp_path / "ensemble.onnx"
+    capsys.readouterr()
+    assert main(["export", str(binary_run), str(second_run), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    diff = float(re.search(r"parity: max \|p_onnx - p_torch\| = (\S+)", text).group(1))
+    assert diff < 1e-4
+    ens = Classifier(out)
+    assert ens.labels == ["happy", "sad"]
+    assert ens.meta.architecture == "ensemble(vgg_s+seed003_cnn)"
+    # its probabilities are the mean of the two members' (each run's own exported model)
+    images = [np.asarray(img) for img in np.random.default_rng(1).integers(0, 256, (6, 48, 48), dtype=np.uint8)]
+    a, b = Classifier(binary_run / "model.onnx"), Classifier(second_run / "model.onnx")
+    expected = (a.predict_proba(images) + b.predict_proba(images)) / 2
+    np.testing.assert_allclose(ens.predict_proba(images), expected, atol=1e-5)
+
+
+def test_ensemble_needs_out_and_matching_members(binary_run, tmp_path, capsys):
+    assert main(["export", str(binary_run), str(binary_run)]) == 2
+    assert "needs --out" in capsys.readouterr().err
+    assert main(["export", str(binary_run), str(default_model_path()), "--out", str(tmp_path / "e.onnx")]) == 2
+    assert "an ensemble is made of checkpoints" in capsys.readouterr().err
+    # a member trained on other labels
+    ck = torch.load(binary_run / "best.pt", weights_only=False)
+    ck["classes"] = ["happy", "surprise"]
+    torch.save(ck, tmp_path / "other.pt")
+    assert main(["export", str(binary_run), str(tmp_path / "other.pt"), "--out", str(tmp_path / "e.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "labels" in err and "must share" in err and "Traceback" not in err
+    assert not (tmp_path / "e.onnx").exists()

@@ -8,7 +8,7 @@
     emolens evaluate MODEL --data PATH [--split val] [--out DIR] [--force]              ([train] extra)
     emolens compare RUN_A RUN_B ... [--json]                                            ([train] extra)
     emolens calibrate MODEL --data PATH [--split val] [--out OUT.onnx]                  ([train] extra)
-    emolens export RUN [--out model.onnx] [--int8]                                      ([train] extra)
+    emolens export RUN [RUN ...] [--out model.onnx] [--int8]                            ([train] extra)
     emolens models                                                                      ([train] extra)
     emolens serve [--host 127.0.0.1] [--port 8000] [--concurrency N]                     ([serve] extra)
 """
@@ -166,18 +166,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .classify import ModelError
     from .training import export as ex
 
-    src = Path(args.run)
-    if src.suffix.lower() == ".onnx":  # an exported model: only --int8 has work to do
+    src = Path(args.run[0])
+    ckpts: list[Path] = []
+    if len(args.run) == 1 and src.suffix.lower() == ".onnx":  # an exported model: only --int8 has work to do
         if not src.is_file():
             raise CLIError(f"{src}: no such model")
         if not args.int8:
             raise CLIError(f"{src} is already an ONNX model; pass --int8 to quantize it")
         onnx_path, ckpt = src, None
     else:
-        ckpt = src / "best.pt" if src.is_dir() else src
-        if not ckpt.is_file():
-            raise CLIError(f"{args.run}: no checkpoint (give a run folder with best.pt, a .pt file, or an .onnx)")
+        for run in map(Path, args.run):
+            c = run / "best.pt" if run.is_dir() else run
+            if not c.is_file() or c.suffix.lower() == ".onnx":
+                raise CLIError(f"{run}: no checkpoint (give a run folder with best.pt, a .pt file"
+                               + (", or one .onnx)" if len(args.run) == 1 else "; an ensemble is made of checkpoints)"))
+            ckpts.append(c)
+        if len(ckpts) > 1 and not args.out:
+            raise CLIError("an ensemble of several runs needs --out ENSEMBLE.onnx")
+        ckpt = ckpts[0]
         onnx_path = Path(args.out) if args.out else ckpt.parent / "model.onnx"
+    source = ckpts if len(ckpts) > 1 else ckpt  # what is exported: one checkpoint, or the ensemble's list
     int8_path = (Path(args.out) if args.out and ckpt is None else onnx_path.with_suffix(".int8.onnx"))
     if args.int8 and int8_path.exists() and not args.force:
         raise CLIError(f"{int8_path} already exists; pass --force to replace it")
@@ -201,10 +209,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         if onnx_path.exists() and not args.force:
             print(f"using the existing {onnx_path} (--force to export it again)", file=sys.stderr)
         else:
-            print(f"exported {ex.export_checkpoint(ckpt, onnx_path, **extra)}")
+            try:
+                print(f"exported {ex.export_checkpoint(source, onnx_path, **extra)}")
+            except ValueError as e:  # e.g. ensemble members with different labels
+                raise CLIError(str(e)) from None
     try:
         if ckpt is not None:
-            diff, n, what = ex.check_parity(ckpt, onnx_path, data=args.data)
+            diff, n, what = ex.check_parity(source, onnx_path, data=args.data)
             print(f"parity: max |p_onnx - p_torch| = {diff:.2e} over {n} {what}")
         if args.int8:
             res = ex.quantize_model(onnx_path, int8_path, run=ckpt.parent if ckpt is not None else None,
@@ -563,7 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", help="export a run's best checkpoint to ONNX with metadata ([train] extra)")
-    p.add_argument("run", help="run folder (uses best.pt), a .pt checkpoint, or an .onnx model (with --int8)")
+    p.add_argument("run", nargs="+", metavar="RUN",
+                   help="run folder (uses best.pt), a .pt checkpoint, or an .onnx model (with --int8); "
+                        "several runs: one ensemble model (mean of their probabilities), needs --out")
     p.add_argument("--out", help="output .onnx path (default: model.onnx beside the checkpoint)")
     p.add_argument("--name", help="a name stored in the model's metadata")
     p.add_argument("--tta-hflip", action="store_true", help="predict with the mean of each face and its mirror image")

@@ -44,12 +44,53 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, path: str | os.PathLike
     return path
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model saved in a ``best.pt`` / ``last.pt`` and return it with the checkpoint dict."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    model = create_model(ck["config"]["model"], num_classes=len(ck["classes"]))
-    model.load_state_dict(ck["model"])
-    return model.eval(), ck
+CheckpointPaths = str | os.PathLike | list[str | os.PathLike]
+"""One checkpoint, or a list of checkpoints to export as one ensemble."""
+
+
+class Ensemble(torch.nn.Module):
+    """Several models of the same labels and input as one: the mean of their softmax probabilities.
+
+    The output is the log of that mean, so softmax(output) is the mean and inference, temperature
+    scaling and int8 quantization treat an ensemble like any other model."""
+
+    def __init__(self, members: list[torch.nn.Module]) -> None:
+        super().__init__()
+        self.members = torch.nn.ModuleList(members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.stack([m(x).float().softmax(dim=-1) for m in self.members]).mean(dim=0)
+        return torch.log(p.clamp_min(1e-12))
+
+
+def load_checkpoint(path: CheckpointPaths) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model saved in a ``best.pt`` / ``last.pt`` and return it with the checkpoint dict.
+
+    A list of several checkpoints gives an :class:`Ensemble` (and the first one's dict, with
+    ``architecture`` naming the members); they must share labels, input size, channels and
+    normalisation, or ValueError says which differs."""
+    paths = list(path) if isinstance(path, list | tuple) else [path]
+    if not paths:
+        raise ValueError("no checkpoint given")
+    models, cks = [], []
+    for p in paths:
+        ck = torch.load(p, map_location="cpu", weights_only=False)
+        model = create_model(ck["config"]["model"], num_classes=len(ck["classes"]))
+        model.load_state_dict(ck["model"])
+        models.append(model.eval())
+        cks.append(ck)
+    if len(models) == 1:
+        return models[0], cks[0]
+    first = meta_from_checkpoint(cks[0])
+    for p, ck in zip(paths[1:], cks[1:]):
+        other = meta_from_checkpoint(ck)
+        for name in ("labels", "input_size", "channels", "mean", "std"):
+            if getattr(other, name) != getattr(first, name):
+                raise ValueError(f"{p}: its {name} ({getattr(other, name)}) differ from {paths[0]}'s "
+                                 f"({getattr(first, name)}); an ensemble's members must share them")
+    ck = dict(cks[0], architecture="ensemble(" + "+".join(c["config"]["model"] for c in cks) + ")")
+    ck.pop("val_acc", None)  # a member's figure, not the ensemble's
+    return Ensemble(models).eval(), ck
 
 
 def meta_from_checkpoint(ck: dict, **extra) -> ModelMeta:
@@ -61,13 +102,14 @@ def meta_from_checkpoint(ck: dict, **extra) -> ModelMeta:
         channels=spec.channels,
         mean=cfg["mean"],
         std=cfg["std"],
-        architecture=cfg["model"],
+        architecture=ck.get("architecture", cfg["model"]),
         **extra,
     )
 
 
-def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, **extra) -> Path:
-    """``best.pt`` -> ``model.onnx`` with metadata (``extra`` goes into :class:`ModelMeta`)."""
+def export_checkpoint(ckpt: CheckpointPaths, out: str | os.PathLike, **extra) -> Path:
+    """``best.pt`` (or a list of them: an :class:`Ensemble`) -> ``model.onnx`` with metadata
+    (``extra`` goes into :class:`ModelMeta`)."""
     model, ck = load_checkpoint(ckpt)
     meta = meta_from_checkpoint(ck, **extra)
     if "val_acc" in ck and not meta.metrics:
@@ -226,7 +268,7 @@ def quantize_int8(
     }
 
 
-def check_parity(ckpt: str | os.PathLike, onnx_path: str | os.PathLike, *, data: str | os.PathLike | None = None,
+def check_parity(ckpt: CheckpointPaths, onnx_path: str | os.PathLike, *, data: str | os.PathLike | None = None,
                  per_class: int = 8) -> tuple[float, int, str]:
     """:func:`parity` of a checkpoint and its export on a few validation images of the run's data
     (``data`` or the run's ``data_split.json``), or on random images when no data is at hand.
@@ -236,7 +278,8 @@ def check_parity(ckpt: str | os.PathLike, onnx_path: str | os.PathLike, *, data:
     meta = Classifier(onnx_path).meta
     model, _ = load_checkpoint(ckpt)
     try:
-        images, _ = sample_images(Path(ckpt).parent, "val", size=meta.input_size, channels=meta.channels,
+        first = ckpt[0] if isinstance(ckpt, list | tuple) else ckpt
+        images, _ = sample_images(Path(first).parent, "val", size=meta.input_size, channels=meta.channels,
                                   per_class=per_class, classes=meta.labels, data=data)
         what = "validation images"
     except (ValueError, FileNotFoundError):
