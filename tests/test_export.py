@@ -124,6 +124,35 @@ def test_export_bad_input(case, tmp_path, capsys):
     assert expected in err and len(err.strip().splitlines()) == 1
 
 
+def test_metrics_and_name_go_into_a_copy_of_an_onnx_model(tmp_path, capsys):
+    """The last step of shipping a model: store the evaluation of the final (quantized, calibrated)
+    model in a copy of it; the input stays as it was."""
+    src = default_model_path()
+    before = src.read_bytes()
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"split": "val", "accuracy": 0.70123, "macro_f1": 0.6789,
+                                  "weighted_f1": 0.7, "ece": 0.0211}))
+    out = tmp_path / "shipped.onnx"
+    assert main(["export", str(src), "--metrics", str(report), "--name", "my-model", "--out", str(out)]) == 0
+    meta = Classifier(out).meta
+    assert meta.name == "my-model"
+    assert meta.metrics["val_accuracy"] == 0.7012 and meta.metrics["val_ece"] == 0.0211
+    assert meta.labels == Classifier(src).meta.labels and src.read_bytes() == before
+    capsys.readouterr()
+    cases = [
+        (["--metrics", str(report)], "give --out"),
+        (["--metrics", str(report), "--out", str(out)], "already exists; pass --force"),
+        (["--metrics", str(report), "--out", str(src), "--force"], "must differ from the input"),
+        (["--metrics", str(tmp_path / "nope.json"), "--out", str(tmp_path / "x.onnx")], "not a report.json"),
+        (["--name", "x", "--tta-hflip", "--out", str(tmp_path / "y.onnx")], "not on an .onnx model"),
+    ]
+    for extra, expected in cases:
+        assert main(["export", str(src), *extra]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and len(err.strip().splitlines()) == 1
+    assert src.read_bytes() == before and not (tmp_path / "x.onnx").exists()
+
+
 @pytest.fixture(scope="module")
 def second_run(flat_happy_sad, tmp_path_factory):
     """Another short run on the same data with another seed: a second ensemble member."""

@@ -161,6 +161,44 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- export
+def _report_metrics(report_json: str) -> dict[str, float]:
+    """The headline numbers of an `emolens evaluate` report.json, as stored in a model's metadata."""
+    try:
+        report = json.loads(Path(report_json).read_text())
+        keys = ("accuracy", "macro_f1", "weighted_f1")
+        metrics = {f"{report['split']}_{k}": round(float(report[k]), 4) for k in keys}
+        if report.get("ece") is not None:
+            metrics[f"{report['split']}_ece"] = round(float(report["ece"]), 4)
+        return metrics
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CLIError(f"--metrics {report_json}: not a report.json from `emolens evaluate` ({e})") from None
+
+
+def _restamp_onnx(src: Path, args: argparse.Namespace) -> int:
+    """`emolens export MODEL.onnx --metrics REPORT --name NAME --out NEW.onnx`: a copy with new metadata."""
+    from .classify import ModelError
+    from .training import export as ex
+
+    if not (args.metrics or args.name):
+        raise CLIError(f"{src} is already an ONNX model; pass --int8 to quantize it, "
+                       "or --metrics/--name with --out to store evaluation results or a name in a copy")
+    if args.tta_hflip or args.tta_scales:
+        raise CLIError("test-time augmentation is chosen when exporting a checkpoint, not on an .onnx model")
+    if not args.out:
+        raise CLIError("give --out for the copy with the new metadata (the input model is never changed)")
+    out = Path(args.out)
+    if out.resolve() == src.resolve():
+        raise CLIError("--out must differ from the input model (the input model is never changed)")
+    if out.exists() and not args.force:
+        raise CLIError(f"{out} already exists; pass --force to replace it")
+    metrics = _report_metrics(args.metrics) if args.metrics else None
+    try:
+        print(f"wrote {ex.restamp(src, out, name=args.name, metrics=metrics)}")
+    except ModelError as e:
+        raise CLIError(str(e)) from None
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     _need_training()
     from .classify import ModelError
@@ -172,7 +210,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not src.is_file():
             raise CLIError(f"{src}: no such model")
         if not args.int8:
-            raise CLIError(f"{src} is already an ONNX model; pass --int8 to quantize it")
+            return _restamp_onnx(src, args)
         onnx_path, ckpt = src, None
     else:
         for run in map(Path, args.run):
@@ -198,14 +236,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.tta_scales:
             extra["tta_scales"] = args.tta_scales
         if args.metrics:
-            try:
-                report = json.loads(Path(args.metrics).read_text())
-                extra["metrics"] = {
-                    f"{report['split']}_{k}": round(float(report[k]), 4)
-                    for k in ("accuracy", "macro_f1", "weighted_f1")
-                }
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise CLIError(f"--metrics {args.metrics}: not a report.json from `emolens evaluate` ({e})") from None
+            extra["metrics"] = _report_metrics(args.metrics)
         if onnx_path.exists() and not args.force:
             print(f"using the existing {onnx_path} (--force to export it again)", file=sys.stderr)
         else:
@@ -575,7 +606,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a run's best checkpoint to ONNX with metadata ([train] extra)")
     p.add_argument("run", nargs="+", metavar="RUN",
-                   help="run folder (uses best.pt), a .pt checkpoint, or an .onnx model (with --int8); "
+                   help="run folder (uses best.pt), a .pt checkpoint, or an .onnx model (with --int8, or with "
+                        "--metrics/--name and --out: a copy with that metadata); "
                         "several runs: one ensemble model (mean of their probabilities), needs --out")
     p.add_argument("--out", help="output .onnx path (default: model.onnx beside the checkpoint)")
     p.add_argument("--name", help="a name stored in the model's metadata")

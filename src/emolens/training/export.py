@@ -117,6 +117,29 @@ def export_checkpoint(ckpt: CheckpointPaths, out: str | os.PathLike, **extra) ->
     return export_onnx(model, meta, out)
 
 
+def restamp(onnx_in: str | os.PathLike, out: str | os.PathLike, *, name: str | None = None,
+            metrics: dict | None = None) -> Path:
+    """Copy an emolens ONNX model to ``out`` with a new ``name`` and/or extra ``metrics`` in its
+    metadata (e.g. the evaluation of the final, quantized and calibrated model). The input is never changed."""
+    import onnx
+
+    from ..classify import Classifier
+
+    meta = Classifier(onnx_in).meta
+    if name:
+        meta.name = name
+    if metrics:
+        meta.metrics = {**meta.metrics, **metrics}
+    proto = onnx.load(str(onnx_in))
+    meta.write_to(proto)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    onnx.save(proto, str(tmp))
+    tmp.replace(out)
+    return out
+
+
 # ----------------------------------------------------------------------------- parity and int8
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z.astype(np.float64) - z.max(axis=1, keepdims=True)
