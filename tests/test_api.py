@@ -116,6 +116,20 @@ def test_open_smiles_are_happy_with_high_confidence(rec, photos_dir):
         assert face.label == "happy" and face.score > 0.8, (name, face.label, face.score)
 
 
+def test_fast_variant_classifies_one_view_per_face(rec, photos_dir):
+    """tta=False: the model's test-time views are skipped; same faces, each classified from its plain crop."""
+    fast = EmotionRecognizer(tta=False)
+    m = fast.classifier.meta
+    assert (m.tta_hflip, m.tta_scales) == (False, [1.0])
+    assert len(rec.classifier.meta.tta_scales) * (2 if rec.classifier.meta.tta_hflip else 1) > 1  # the default has TTA
+    img = photos_dir / "portrait_obama.jpg"
+    (full,), (one,) = rec.predict(img), fast.predict(img)
+    assert one.box == full.box and one.label == full.label == "happy"
+    assert one.scores != full.scores and abs(sum(one.scores.values()) - 1) < 1e-5
+    crop = fast.view_crops(cv2.imread(str(img)), [one.box])
+    assert len(crop) == 1
+
+
 def test_an_image_without_faces_gives_an_empty_list(rec):
     blank = np.full((240, 320, 3), 200, np.uint8)
     assert rec.predict(blank) == []

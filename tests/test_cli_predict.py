@@ -134,6 +134,14 @@ def test_portrait_json(capsys, portrait, labels):
     check_face_dict(item["faces"][0], labels, w, h)
 
 
+def test_no_tta_flag_gives_the_same_faces_from_one_view(capsys, portrait):
+    code, out, err = run_main(capsys, "--json", portrait)
+    code_fast, out_fast, err_fast = run_main(capsys, "--json", "--no-tta", portrait)
+    assert code == code_fast == 0, err + err_fast
+    (full,), (fast,) = json.loads(out)[0]["faces"], json.loads(out_fast)[0]["faces"]
+    assert fast["box"] == full["box"] and fast["scores"] != full["scores"]
+
+
 def test_no_detect_on_aligned_crop_uses_whole_image(capsys, photos_dir, labels):
     code, out, err = run_main(capsys, "--json", "--no-detect", photos_dir / CROP)
     assert code == 0, err

@@ -62,7 +62,7 @@ class Classifier:
     ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise']
     """
 
-    def __init__(self, model: str | os.PathLike | None = None, *, threads: int | None = None) -> None:
+    def __init__(self, model: str | os.PathLike | None = None, *, threads: int | None = None, tta: bool = True) -> None:
         import onnxruntime as ort
 
         path = Path(model) if model is not None else default_model_path()
@@ -86,6 +86,8 @@ class Classifier:
             self.meta = ModelMeta.from_json(custom[META_KEY])
         except (ValueError, TypeError) as e:
             raise ModelError(f"{path}: invalid emolens metadata: {e}") from None
+        if not tta:  # the fast variant: one view per face (the crop itself), whatever the model's metadata says
+            self.meta.tta_hflip, self.meta.tta_scales = False, [1.0]
         self.path = path
         self._input = self.session.get_inputs()[0].name
         n_out = self.session.get_outputs()[0].shape[-1]

@@ -43,7 +43,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .recognizer import EmotionRecognizer
 
     try:
-        rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads)
+        rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta)
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     annotate_dir = args.annotate
@@ -333,7 +333,7 @@ def _stream_recognizer(args: argparse.Namespace):
     from .recognizer import EmotionRecognizer
 
     try:
-        return EmotionRecognizer(args.model, detector=args.detector, threads=args.threads)
+        return EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta)
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
 
@@ -389,7 +389,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .recognizer import EmotionRecognizer
 
     try:
-        rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads)
+        rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta)
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     if args.label is not None and args.label not in rec.labels:
@@ -510,12 +510,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
     p.add_argument("--detector", default="haar", help="face detector (default: haar)")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+    p.add_argument("--no-tta", action="store_true",
+                   help="one view per face instead of the model's test-time views (faster, less accurate)")
     p.set_defaults(func=cmd_predict)
 
     def stream_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
         p.add_argument("--detector", default="haar-fast", help="face detector (default: haar-fast; haar is slower)")
         p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+        p.add_argument("--no-tta", action="store_true",
+                       help="one view per face instead of the model's test-time views (faster, less accurate)")
         p.add_argument("--detect-every", type=_positive_int, default=5, metavar="K",
                        help="full face search every K recognised frames, faces followed in between (default: 5)")
         p.add_argument("--smooth", type=float, default=0.25, metavar="SECONDS",
@@ -551,6 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
     p.add_argument("--detector", default="haar", help="face detector (default: haar)")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+    p.add_argument("--no-tta", action="store_true",
+                   help="one view per face instead of the model's test-time views (faster, less accurate)")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("train", help="train a model on a folder dataset ([train] extra)")

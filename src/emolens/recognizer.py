@@ -26,6 +26,8 @@ class EmotionRecognizer:
         crop_margin: widen each face box by this fraction per side before classifying
             (``None`` = the value stored in the model).
         threads: ONNX Runtime threads (``None`` = all cores).
+        tta: classify the test-time views stored in the model (default); ``False`` classifies each
+            face once, as its plain crop: faster, slightly less accurate (see the model card).
         max_pixels: refuse larger images (decompression-bomb guard).
 
     Example::
@@ -44,8 +46,9 @@ class EmotionRecognizer:
         crop_margin: float | None = None,
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        tta: bool = True,
     ) -> None:
-        self.classifier = Classifier(model, threads=threads)
+        self.classifier = Classifier(model, threads=threads, tta=tta)
         self.detector = create_detector(detector) if isinstance(detector, str) else detector
         self.crop_margin = self.classifier.meta.crop_margin if crop_margin is None else crop_margin
         self.max_pixels = max_pixels
