@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
+import subprocess
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -11,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from emolens.imageio import ImageError, expand_inputs, header_size, load_image
+from emolens.imageio import DEFAULT_MAX_PIXELS, ImageError, exif_orientation, expand_inputs, header_size, load_image
 
 PORTRAIT = "portrait_obama3.jpg"
 
@@ -39,6 +42,42 @@ def png_header_only(width: int, height: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
     return b"\x89PNG\r\n\x1a\n" + chunk
+
+
+def tiff_gray(width: int, height: int, *, order: str = "<", dim_type: int = 3, pixels: bool = True) -> bytes:
+    """A hand-made uncompressed 8-bit gray TIFF (pixel value = 10·x + y), little ("<") or big (">") endian.
+
+    ``dim_type`` is the field type of ImageWidth/ImageLength: 3 (SHORT) or 4 (LONG).  With
+    ``pixels=False`` only the header is there: a file that claims ``width``×``height`` in a few bytes.
+    """
+    data = bytes((10 * x + y) % 256 for y in range(height) for x in range(width)) if pixels else b""
+    n = 9
+    ifd = 8 + len(data)
+    entries = [  # tag, type, count, value (sorted by tag, as TIFF requires)
+        (256, dim_type, 1, width),
+        (257, dim_type, 1, height),
+        (258, 3, 1, 8),  # BitsPerSample
+        (259, 3, 1, 1),  # Compression: none
+        (262, 3, 1, 1),  # PhotometricInterpretation: BlackIsZero
+        (273, 4, 1, 8),  # StripOffsets: right after the header
+        (277, 3, 1, 1),  # SamplesPerPixel
+        (278, 4, 1, height),  # RowsPerStrip
+        (279, 4, 1, min(width * height, 2**32 - 1)),  # StripByteCounts
+    ]
+    out = (b"II*\0" if order == "<" else b"MM\0*") + struct.pack(order + "I", ifd) + data
+    out += struct.pack(order + "H", n)
+    for tag, kind, count, value in entries:
+        field = struct.pack(order + ("H" if kind == 3 else "I"), value).ljust(4, b"\0")  # left-justified
+        out += struct.pack(order + "HHI", tag, kind, count) + field
+    return out + struct.pack(order + "I", 0)  # no next IFD
+
+
+def bigtiff_header_only(width: int, height: int) -> bytes:
+    """A BigTIFF (version 43) header whose first IFD gives ImageWidth/ImageLength as LONG8."""
+    out = b"II+\0" + struct.pack("<HHQ", 8, 0, 16) + struct.pack("<Q", 2)
+    for tag, value in ((256, width), (257, height)):
+        out += struct.pack("<HHQQ", tag, 16, 1, value)
+    return out + struct.pack("<Q", 0)
 
 
 def exif_rotated_jpeg(width: int = 60, height: int = 30) -> bytes:
@@ -254,6 +293,45 @@ def test_exif_orientation_path_is_applied(tmp_path):
     assert load_image(p).shape == (60, 30, 3)
 
 
+@pytest.mark.parametrize("orientation", range(1, 9))
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+def test_exif_orientation_png_and_webp_match_pil(fmt, orientation):
+    rng = np.random.default_rng(orientation)
+    rgb = rng.integers(0, 256, size=(30, 60, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+    data = buf.getvalue()
+    assert exif_orientation(data) == orientation
+    with Image.open(io.BytesIO(data)) as im:
+        want = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))[:, :, ::-1]
+    img = load_image(data)
+    assert img.shape == ((60, 30, 3) if orientation >= 5 else (30, 60, 3))
+    assert np.array_equal(img, want)
+
+
+def test_exif_orientation_png_with_alpha_and_without_exif():
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    buf = io.BytesIO()
+    Image.new("RGBA", (6, 4), (10, 20, 30, 0)).save(buf, "PNG", exif=exif.tobytes())
+    img = load_image(buf.getvalue())
+    assert_bgr8(img, (6, 4))  # rotated, alpha composited on white
+    assert tuple(img[0, 0]) == (255, 255, 255)
+    plain = encode(".png", np.zeros((4, 6, 3), np.uint8))
+    assert exif_orientation(plain) == 1
+    assert load_image(plain).shape == (4, 6, 3)
+
+
+def test_tiff_orientation_tag_is_applied():
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.new("RGB", (60, 30), (200, 30, 30)).save(buf, "TIFF", exif=exif.tobytes())
+    assert load_image(buf.getvalue()).shape == (60, 30, 3)
+
+
 def test_exif_orientation_pil_is_applied():
     with Image.open(io.BytesIO(exif_rotated_jpeg(60, 30))) as im:
         assert im.size == (60, 30)
@@ -345,6 +423,89 @@ def test_png_header_claiming_huge_size_is_refused_fast(tmp_path):
     assert "limit" in msg and "30000x30000" in msg
     with pytest.raises(ImageError, match="limit"):
         load_image(data)
+
+
+@pytest.mark.parametrize("order", ["<", ">"], ids=["little-endian", "big-endian"])
+@pytest.mark.parametrize("dim_type", [3, 4], ids=["SHORT", "LONG"])
+def test_tiff_header_claiming_huge_size_is_refused_fast(tmp_path, order, dim_type):
+    size = 60000 if dim_type == 3 else 70000  # a SHORT holds at most 65535
+    data = tiff_gray(size, size, order=order, dim_type=dim_type, pixels=False)
+    assert len(data) < 200
+    assert header_size(data) == (size, size)
+    p = tmp_path / "bomb.tif"
+    p.write_bytes(data)
+    t0 = time.perf_counter()
+    with pytest.raises(ImageError, match="bomb.tif") as ei:
+        load_image(p)
+    assert time.perf_counter() - t0 < 0.5
+    assert "limit" in str(ei.value) and f"{size}x{size}" in str(ei.value)
+
+
+def test_real_tiff_with_patched_size_is_refused_from_its_header():
+    """A TIFF written by OpenCV (deflate) whose ImageWidth/ImageLength are patched to 20000×20000."""
+    data = bytearray(encode(".tiff", np.zeros((40, 50, 3), np.uint8), [cv2.IMWRITE_TIFF_COMPRESSION, 8]))
+    assert header_size(bytes(data)) == (50, 40)
+    (ifd,) = struct.unpack("<I", data[4:8])
+    (n,) = struct.unpack("<H", data[ifd : ifd + 2])
+    for e in range(ifd + 2, ifd + 2 + 12 * n, 12):
+        tag, kind = struct.unpack("<HH", data[e : e + 4])
+        if tag in (256, 257):
+            data[e + 8 : e + 12] = struct.pack("<H" if kind == 3 else "<I", 20000).ljust(4, b"\0")
+    assert header_size(bytes(data)) == (20000, 20000)
+    t0 = time.perf_counter()
+    with pytest.raises(ImageError, match="20000x20000 = 400,000,000 pixels, over the limit"):
+        load_image(bytes(data))
+    assert time.perf_counter() - t0 < 0.5
+
+
+def test_bigtiff_header_is_read():
+    assert header_size(bigtiff_header_only(30000, 20000)) == (30000, 20000)
+    with pytest.raises(ImageError, match="30000x20000"):
+        load_image(bigtiff_header_only(30000, 20000))
+
+
+@pytest.mark.parametrize("order", ["<", ">"], ids=["little-endian", "big-endian"])
+@pytest.mark.parametrize("dim_type", [3, 4], ids=["SHORT", "LONG"])
+def test_ordinary_tiff_still_decodes(order, dim_type):
+    data = tiff_gray(7, 5, order=order, dim_type=dim_type)
+    assert header_size(data) == (7, 5)
+    img = load_image(data)
+    assert_bgr8(img, (5, 7))
+    assert tuple(img[3, 4]) == (43, 43, 43)  # 10·x + y, gray in all three channels
+
+
+def test_unparsed_format_is_capped_by_opencv_in_a_fresh_process():
+    """Formats header_size does not know (here PPM) meet OpenCV's own cap, which ``import emolens`` sets
+    before anything imports cv2 (it used to be set too late: cv2 was already loaded)."""
+    ppm = b"P6\n20000 20000\n255\n"  # claims 400 megapixels in 19 bytes
+    assert header_size(ppm) is None
+    code = (
+        "import os, emolens, emolens.imageio as m\n"
+        "assert os.environ['OPENCV_IO_MAX_IMAGE_PIXELS'] == str(m.DEFAULT_MAX_PIXELS)\n"
+        "try:\n"
+        f"    emolens.load_image({ppm!r})\n"
+        "except emolens.ImageError as e:\n"
+        "    print(e)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_IO_MAX_IMAGE_PIXELS"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (
+        f"<{len(ppm)} bytes>: image is over OpenCV's limit of {DEFAULT_MAX_PIXELS:,} pixels "
+        "(set OPENCV_IO_MAX_IMAGE_PIXELS before importing emolens if you trust this file)"
+    )
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.1], ids=["half", "tenth"])
+def test_corrupt_tiff_gives_no_opencv_log_lines(capfd, cut):
+    data = encode(".tiff", np.zeros((50, 60, 3), np.uint8))
+    level = cv2.utils.logging.getLogLevel()
+    with pytest.raises(ImageError, match="cannot decode image"):
+        load_image(data[: int(len(data) * cut)])
+    err = capfd.readouterr().err
+    assert "[ERROR" not in err and "WARN" not in err and err == ""
+    assert cv2.utils.logging.getLogLevel() == level  # OpenCV's level is restored afterwards
 
 
 def test_png_header_with_zero_size():
@@ -454,6 +615,20 @@ def test_header_size_webp_extended():
 
 def test_header_size_large_dimensions():
     assert header_size(png_header_only(30000, 20000)) == (30000, 20000)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"II*\0\xff\xff\xff\x7f",  # first IFD far past the end
+        b"II*\0\x08\0\0\0\x01\0",  # IFD cut short
+        tiff_gray(3, 2)[: 8 + 6 + 2 + 12 + 5],  # cut inside the ImageLength entry
+        b"MM\0*\0\0\0\x08\0\0",  # an empty IFD
+    ],
+    ids=["ifd-outside", "ifd-cut", "entries-cut", "empty-ifd"],
+)
+def test_header_size_unreadable_tiff_is_none(data):
+    assert header_size(data) is None
 
 
 def test_header_size_real_jpeg(portrait, portrait_bgr):

@@ -1,19 +1,28 @@
 """emolens: facial emotion recognition — find faces, classify their emotions.
 
     >>> from emolens import EmotionRecognizer
-    >>> faces = EmotionRecognizer().predict("photo.jpg")   # doctest: +SKIP
+    >>> faces = EmotionRecognizer().predict("examples/obama.jpg")   # doctest: +SKIP
     >>> [(f.label, round(f.score, 2), f.box.as_list()) for f in faces]  # doctest: +SKIP
-    [('happy', 0.97, [640, 262, 314, 314])]
+    [('happy', 0.9, [350, 96, 290, 290])]
+
+(What the bundled model gives for the repository's example photo; scores differ for another model.)
 
 Inference needs only numpy, opencv-python-headless and onnxruntime; training lives in
 ``emolens.training`` behind the ``[train]`` extra.
 """
 
-from .classify import Classifier, ModelError
-from .detect import Box, create_detector
-from .imageio import ImageError, load_image
-from .recognizer import EmotionRecognizer
-from .results import Face, ImageResult
+import os as _os
+
+# Before any submodule imports cv2: OpenCV reads its decode cap once, when it is loaded.  This makes it
+# match emolens.imageio.DEFAULT_MAX_PIXELS, so images of formats whose header emolens does not parse are
+# refused before their pixels are allocated too (a test checks the two numbers agree).
+_os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", "100000000")
+
+from .classify import Classifier, ModelError  # noqa: E402
+from .detect import Box, create_detector  # noqa: E402
+from .imageio import ImageError, load_image  # noqa: E402
+from .recognizer import EmotionRecognizer  # noqa: E402
+from .results import Face, ImageResult  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -6,14 +6,22 @@ always returns an 8-bit, 3-channel **BGR** array (OpenCV's channel order).
 Safety: the image's width and height are read from the file header *before*
 decoding, and images with more than ``max_pixels`` pixels are refused, so a
 small file that claims to be 30000×30000 (a "decompression bomb") never
-allocates gigabytes.  Every failure raises :class:`ImageError` with a message
-that names the input.
+allocates gigabytes.  PNG, JPEG, GIF, BMP, WebP and TIFF headers are read by
+:func:`header_size`; for other formats OpenCV's own cap applies, which
+``emolens/__init__.py`` sets to :data:`DEFAULT_MAX_PIXELS` through
+``OPENCV_IO_MAX_IMAGE_PIXELS`` before anything imports cv2 (OpenCV reads it once,
+when it is loaded, so it has no effect if cv2 was imported before emolens).
+Every failure raises :class:`ImageError` with a message that names the input;
+OpenCV's own log lines about a bad file are silenced while it decodes.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Union
 
@@ -22,7 +30,8 @@ import numpy as np
 DEFAULT_MAX_PIXELS = 100_000_000
 """Default cap on width × height (100 megapixels, bigger than any phone photo)."""
 
-# OpenCV has its own (much larger) cap; make it match ours when we are the first to import cv2.
+# OpenCV has its own (much larger) cap.  emolens/__init__.py sets this already, before any submodule
+# imports cv2; repeated here so the module states its own requirement.  No effect once cv2 is loaded.
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))
 import cv2  # noqa: E402
 
@@ -48,7 +57,7 @@ def describe(src: object) -> str:
 
 
 def header_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height read from the header of a PNG, JPEG, GIF, BMP or WebP file.
+    """Width and height read from the header of a PNG, JPEG, GIF, BMP, WebP or TIFF file.
 
     Returns ``None`` when the format is not one of those or the header is unreadable;
     the decoder then has the last word.
@@ -80,9 +89,140 @@ def header_size(data: bytes) -> tuple[int, int] | None:
             return None
         if data[:2] == b"\xff\xd8":
             return _jpeg_size(data)
+        if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+            tags = _tiff_tags(data, {256, 257})  # ImageWidth, ImageLength of the first image
+            if tags is not None and 256 in tags and 257 in tags:
+                return tags[256], tags[257]
+            return None
     except (struct.error, IndexError):
         return None
     return None
+
+
+# TIFF field types that hold one unsigned integer: BYTE, SHORT, LONG, LONG8 (BigTIFF).
+_TIFF_INT_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}
+
+
+def _tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, int] | None:
+    """The integer values of the ``wanted`` tags in the first IFD of TIFF data (classic or BigTIFF).
+
+    Used for the TIFF image size and for the EXIF orientation (EXIF is TIFF-structured).  Returns
+    ``None`` when the data is not TIFF or the IFD lies outside it; raises ``struct.error`` when cut short.
+    """
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None:
+        return None
+    (version,) = struct.unpack(order + "H", tiff[2:4])
+    if version == 42:
+        (ifd,) = struct.unpack(order + "I", tiff[4:8])
+        count_fmt, entry_size, count_size = "H", 12, 2
+    elif version == 43:  # BigTIFF: 8-byte offsets and counts
+        (ifd,) = struct.unpack(order + "Q", tiff[8:16])
+        count_fmt, entry_size, count_size = "Q", 20, 8
+    else:
+        return None
+    if ifd < 8 or ifd + count_size > len(tiff):
+        return None
+    (n,) = struct.unpack(order + count_fmt, tiff[ifd : ifd + count_size])
+    start = ifd + count_size
+    n = min(n, (len(tiff) - start) // entry_size)
+    found: dict[int, int] = {}
+    for i in range(n):
+        e = start + i * entry_size
+        tag, kind = struct.unpack(order + "HH", tiff[e : e + 4])
+        if tag in wanted and kind in _TIFF_INT_TYPES:
+            value_at = e + (12 if entry_size == 20 else 8)  # the value is left-justified in its field
+            fmt = order + _TIFF_INT_TYPES[kind]
+            (found[tag],) = struct.unpack(fmt, tiff[value_at : value_at + struct.calcsize(fmt)])
+    return found
+
+
+def _exif_block(data: bytes) -> bytes | None:
+    """The EXIF (TIFF-structured) block of a PNG (``eXIf`` chunk) or WebP (``EXIF`` chunk) file, if any."""
+    block = None
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        i = 8
+        while i + 8 <= len(data):  # chunk: length (big-endian), type, data, CRC
+            (length,) = struct.unpack(">I", data[i : i + 4])
+            kind = data[i + 4 : i + 8]
+            if kind == b"eXIf":
+                block = data[i + 8 : i + 8 + length]
+                break
+            if kind == b"IEND":
+                break
+            i += 12 + length
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        i = 12
+        while i + 8 <= len(data):  # chunk: type, length (little-endian), data padded to an even length
+            kind = data[i : i + 4]
+            (length,) = struct.unpack("<I", data[i + 4 : i + 8])
+            if kind == b"EXIF":
+                block = data[i + 8 : i + 8 + length]
+                break
+            i += 8 + length + (length & 1)
+    if block is not None and block[:6] == b"Exif\0\0":  # some writers keep the JPEG APP1 prefix
+        block = block[6:]
+    return block
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation (1..8) stored in a PNG or WebP file; 1 (as stored) when absent or unreadable."""
+    try:
+        block = _exif_block(data)
+        tags = _tiff_tags(block, {0x0112}) if block else None
+    except (struct.error, IndexError):
+        return 1
+    value = (tags or {}).get(0x0112, 1)
+    return value if 1 <= value <= 8 else 1
+
+
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],  # mirrored
+    3: lambda a: a[::-1, ::-1],  # rotated 180°
+    4: lambda a: a[::-1],  # flipped
+    5: lambda a: a.swapaxes(0, 1),  # transposed
+    6: lambda a: np.rot90(a, -1),  # shown rotated 90° clockwise
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # transversed
+    8: lambda a: np.rot90(a, 1),  # shown rotated 90° counter-clockwise
+}
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """The image as it is meant to be shown, given its EXIF orientation (1..8)."""
+    f = _ORIENT.get(orientation)
+    return img if f is None else np.ascontiguousarray(f(img))
+
+
+_cv_log = getattr(getattr(cv2, "utils", None), "logging", None)
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_saved_level: int | None = None
+
+
+@contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own log lines (``[ WARN ]``/``[ERROR]`` about a bad file) inside the block.
+
+    The failure itself still reaches the caller as an :class:`ImageError`.  Safe with threads: the
+    level is saved by the first block to enter and restored by the last one to leave.
+    """
+    global _quiet_depth, _saved_level
+    if _cv_log is None:
+        yield
+        return
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _saved_level = _cv_log.getLogLevel()
+            _cv_log.setLogLevel(_cv_log.LOG_LEVEL_SILENT)
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0 and _saved_level is not None:
+                _cv_log.setLogLevel(_saved_level)
+                _saved_level = None
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
@@ -150,8 +290,9 @@ def read_file(path: str | os.PathLike) -> bytes:
 def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode an encoded image (JPEG, PNG, BMP, WebP, TIFF, GIF ...) into 8-bit BGR.
 
-    JPEG EXIF orientation is applied; 16-bit images are scaled to 8 bits; gray becomes
-    3-channel; transparent pixels of RGBA images are composited on white.
+    The EXIF orientation of JPEG, PNG (``eXIf``), WebP and TIFF files is applied; 16-bit images
+    are scaled to 8 bits; gray becomes 3-channel; transparent pixels of RGBA images are composited
+    on white.
     """
     if not data:
         raise ImageError(f"{name}: empty input (0 bytes)")
@@ -167,11 +308,20 @@ def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
             )
     buf = np.frombuffer(data, dtype=np.uint8)
     is_jpeg = data[:2] == b"\xff\xd8"
-    # IMREAD_COLOR applies the EXIF orientation; IMREAD_UNCHANGED keeps alpha and 16 bits.
+    # IMREAD_COLOR applies the EXIF orientation; IMREAD_UNCHANGED keeps alpha and 16 bits (and the
+    # orientation of PNG/WebP is applied below; OpenCV's TIFF decoder applies TIFF's own).
     flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED
     try:
-        img = cv2.imdecode(buf, flags)
+        with quiet_opencv():
+            img = cv2.imdecode(buf, flags)
     except cv2.error as e:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(e):
+            cap = os.environ.get("OPENCV_IO_MAX_IMAGE_PIXELS", "")
+            cap = f"{int(cap):,}" if cap.isdigit() else "its"
+            raise ImageError(
+                f"{name}: image is over OpenCV's limit of {cap} pixels "
+                "(set OPENCV_IO_MAX_IMAGE_PIXELS before importing emolens if you trust this file)"
+            ) from None
         raise ImageError(f"{name}: cannot decode image ({str(e).strip().splitlines()[-1]})") from None
     if img is None:
         kind = "truncated or corrupt JPEG" if is_jpeg else "not a supported image format, or corrupt"
@@ -181,6 +331,8 @@ def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
         raise ImageError(f"{name}: cannot decode image (truncated JPEG: end-of-image marker missing)")
     if img.shape[0] * img.shape[1] > max_pixels:
         raise ImageError(f"{name}: image is {img.shape[1]}x{img.shape[0]}, over the limit of {max_pixels:,} pixels")
+    if not is_jpeg:
+        img = apply_orientation(img, exif_orientation(data))
     return to_bgr8(img, name=name)
 
 
