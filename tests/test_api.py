@@ -135,3 +135,63 @@ def test_an_image_without_faces_gives_an_empty_list(rec):
     assert rec.predict(blank) == []
     assert rec.classify_boxes(blank, []) == []
     assert rec.explain(blank) == []
+
+
+def test_crop_face_bounds_huge_squares_without_building_them():
+    from emolens.crop import crop_face
+    from emolens.detect.base import Box
+
+    img = np.zeros((300, 400, 3), np.uint8)
+    img[:, 200:] = 255  # left half black, right half white
+    inside = crop_face(img, Box(50, 50, 100, 100))
+    assert inside.shape == (100, 100, 3) and np.shares_memory(inside, img)  # a view, exactly the box
+    full = crop_face(img, Box(0, 0, 400, 300), max_side=None)
+    assert full.shape == (400, 400, 3)
+    small = crop_face(img, Box(0, 0, 400, 300), max_side=100)
+    assert small.shape == (100, 100, 3)
+    expected = cv2.resize(full, (100, 100), interpolation=cv2.INTER_AREA)
+    assert np.abs(small.astype(int) - expected).mean() < 3  # the same picture, only smaller
+    assert small[:, :48].max() == 0 and small[:, 52:].min() == 255
+    # a 1 x 1,000,000 strip taken whole: the padded square would be 10^12 pixels; the crop stays max_side wide
+    strip = np.full((1, 1_000_000), 90, np.uint8)
+    for max_side in (48, 1024):
+        c = crop_face(strip, Box(0, 0, 1_000_000, 1), 1.1, max_side=max_side)
+        assert c.shape == (max_side, max_side) and c.min() == c.max() == 90
+    with pytest.raises(ValueError, match="outside"):
+        crop_face(img, Box(500, 500, 10, 10))
+
+
+def test_long_thin_images_without_detection_are_fast_and_small():
+    """detect=False takes the whole image as the face: a 1x8000 or 1x1,000,000 PNG (a few hundred bytes)
+    must not make a gigabyte-sized padded square (it did: +500 MB, and cv2 failed to allocate 3 TB)."""
+    code = """if True:
+        import json, resource, sys, time
+        import cv2, numpy as np
+        from emolens import EmotionRecognizer
+        rec = EmotionRecognizer(threads=1)
+        rec.predict(np.full((64, 64, 3), 120, np.uint8), detect=False)  # warm up
+        peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        pngs = {n: cv2.imencode(".png", np.full((1, n), 128, np.uint8))[1].tobytes() for n in (8000, 1_000_000)}
+        before, out = peak(), []
+        for n, png in pngs.items():
+            t = time.perf_counter()
+            (face,) = rec.predict(png, detect=False)
+            out.append({"n": n, "bytes": len(png), "box": face.box.as_list(), "label": face.label,
+                        "sum": sum(face.scores.values()), "s": time.perf_counter() - t})
+        grow = peak() - before
+        t = time.perf_counter()
+        crops = [list(rec.explain(png, detect=False)[0].crop.shape) for png in pngs.values()]
+        print(json.dumps({"runs": out, "grow_mb": grow, "explain_crops": crops, "explain_s": time.perf_counter() - t,
+                          "explain_grow_mb": peak() - before}))
+    """
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    for run in res["runs"]:
+        assert run["bytes"] < 2000 and run["box"] == [0, 0, run["n"], 1], run
+        assert run["label"] in FER2013_LABELS and abs(run["sum"] - 1) < 1e-4
+        assert run["s"] < 3, run  # measured: 0.02 s and 0.13 s
+    assert res["grow_mb"] < 50, res  # measured +16 MB; the old padded squares: +500 MB and 3 TB
+    # explanations use the default 1024-px bound: what explaining any large face costs (~130 MB), not more
+    assert all(max(c[:2]) <= 1024 for c in res["explain_crops"]), res
+    assert res["explain_grow_mb"] < 400 and res["explain_s"] < 60, res

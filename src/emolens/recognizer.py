@@ -135,10 +135,15 @@ class EmotionRecognizer:
 
     def view_crops(self, bgr: np.ndarray, boxes: list[Box]) -> list[np.ndarray]:
         """The crops classified for the given face boxes: per box, one square crop per ``tta_scales``
-        entry of the model (box order first, then scale)."""
+        entry of the model (box order first, then scale).
+
+        Crops are at most 4 × the model's input size a side (the model only sees its input size):
+        a huge face box, such as a long thin image taken whole with ``detect=False``, costs no
+        more memory or time than a normal one (see :func:`emolens.crop.crop_face`)."""
         scales = self.classifier.meta.tta_scales or [1.0]
         base = 1.0 + 2.0 * self.crop_margin
-        return [crop_face(bgr, b, base * s) for b in boxes for s in scales]
+        max_side = 4 * self.classifier.meta.input_size
+        return [crop_face(bgr, b, base * s, max_side=max_side) for b in boxes for s in scales]
 
     def predict_files(
         self,
