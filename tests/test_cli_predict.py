@@ -1,7 +1,9 @@
 """`emolens predict` end to end: in-process through emolens.cli.main, and a few real subprocesses.
 
-The bundled model is being retrained, so no test asserts which emotion is found, only the shape of
-the answer (one face, valid probabilities, label = argmax of scores).
+These tests check the command's contract: the shape of the answer (one face, valid probabilities,
+label = argmax of scores), errors, exit codes, files written and pipes.  Which emotion the bundled
+model finds is asserted in tests/test_api.py (the acceptance photo through `emolens predict`, and
+the open smiles in the API).
 """
 
 from __future__ import annotations
@@ -184,7 +186,8 @@ def test_bad_inputs_reported_good_one_still_processed_json(capsys, portrait, bad
     data = json.loads(out)
     assert [d["file"] for d in data] == [str(p) for p in [*bad_files, portrait]]  # input order kept
     for d, bad in zip(data[:-1], bad_files):
-        assert set(d) == {"file", "error"}
+        assert set(d) == {"file", "faces", "error"}
+        assert d["faces"] == []  # consumers can index faces on every entry
         assert bad.name in d["error"]
     good = data[-1]
     assert "error" not in good
@@ -222,6 +225,37 @@ def test_portrait_json_subprocess(tmp_path, portrait, labels):
     assert len(item["faces"]) == 1
     h, w = cv2.imread(str(portrait)).shape[:2]
     check_face_dict(item["faces"][0], labels, w, h)
+
+
+# ----------------------------------------------------------------------------- closed pipes
+def test_stdout_closed_before_output_exits_quietly(tmp_path, portrait):
+    """The reader is gone before anything is printed: every write hits a closed pipe."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emolens", "predict", "--json", str(portrait)],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1
+    assert err == ""  # no traceback, no "Exception ignored ... BrokenPipeError"
+
+
+def test_reader_that_stops_early_like_head(tmp_path):
+    """`emolens predict --json MANY | head -5`: output larger than the pipe buffer, reader leaves after 5 lines."""
+    names = [f"missing-{i:04d}.jpg" for i in range(1500)]  # JSON far over the 64 KiB a pipe holds
+    with open(tmp_path / "stderr.txt", "wb") as err_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emolens", "predict", "--json", *names],
+            cwd=tmp_path, stdout=subprocess.PIPE, stderr=err_file,
+        )
+        head = [proc.stdout.readline() for _ in range(5)]
+        proc.stdout.close()
+        code = proc.wait(timeout=120)
+    assert head[0] == b"[\n" and b'"file": "missing-0000.jpg"' in head[2] and head[3] == b'    "faces": [],\n'
+    assert code == 1
+    err = (tmp_path / "stderr.txt").read_text()
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
+    assert all(ln.startswith("emolens: error: missing-") for ln in err.splitlines())
 
 
 # ----------------------------------------------------------------------------- --annotate

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -663,10 +664,26 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so that nothing (not even the flush at exit) writes to a closed pipe."""
     try:
-        return args.func(args)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real file descriptor (stdout captured in-process)
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        code = args.func(args)
+        sys.stdout.flush()  # output buffered for a pipe meets a closed reader here, not at exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`emolens predict --json ... | head -5`): stop quietly, as Unix tools do
+        _drop_stdout()
+        return 1
     except CLIError as e:
         print(f"emolens: error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,10 @@ from .results import Face, ImageResult
 
 
 def to_json(results: list[ImageResult]) -> str:
-    """One JSON object per image, in a list: ``[{"file": ..., "faces": [...]}, ...]``."""
+    """One JSON object per image, in a list: ``[{"file": ..., "faces": [...]}, ...]``.
+
+    An image that could not be read has ``"faces": []`` and an ``"error"`` message.
+    """
     return json.dumps([r.to_dict() for r in results], indent=2)
 
 

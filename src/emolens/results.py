@@ -48,11 +48,11 @@ class ImageResult:
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"file": self.source}
+        """``{"file", "faces"}``, plus ``"error"`` when the input could not be read (``"faces"`` is then
+        ``[]``, so a consumer can always index it), plus ``"annotated"`` when an annotated copy was saved."""
+        d: dict[str, Any] = {"file": self.source, "faces": [f.to_dict() for f in self.faces]}
         if self.error is not None:
             d["error"] = self.error
-        else:
-            d["faces"] = [f.to_dict() for f in self.faces]
         if self.annotated is not None:
             d["annotated"] = str(self.annotated)
         return d
