@@ -1,6 +1,6 @@
 """Video speed, per stage, on one CPU core; and face-detector accuracy on the real photos.
 
-    python benchmarks/video.py [--frames 300] [--detector haar-fast] [--detect-every 5] [--cores 1]
+    python benchmarks/video.py [--frames 300] [--detector haar-fast] [--detect-every 5] [--cores 1] [--threads 1]
     python benchmarks/video.py --detectors          # found / missed / false faces per detector on ../shared/photos
 
 1. A 640×480, 30 fps clip is generated from the sample photo (examples/obama.jpg): the head moves
@@ -8,7 +8,8 @@
 2. It is read back and recognised the way ``emolens video`` does it (:class:`emolens.video.FrameTracker`):
    full face search every ``--detect-every`` frames, a local search around the known face in between,
    classification and smoothing on every frame, overlays drawn on every frame. The process is pinned
-   to ``--cores`` CPU cores (OpenCV and ONNX Runtime use one thread each).
+   to ``--cores`` CPU cores; OpenCV uses one thread, ONNX Runtime ``--threads`` (default 1, what
+   ``emolens video`` and ``emolens webcam`` use: more threads than cores only add contention).
 3. Per stage, the mean time per frame; writing the annotated video is timed too but is not part of
    the end-to-end figure (decode, detect, classify, track, draw), which is printed last.
 """
@@ -122,7 +123,7 @@ def bench_speed(args: argparse.Namespace) -> None:
     cv2.setNumThreads(1)
     det_w, cls_w = Stopwatch(), Stopwatch()
     inner = create_detector(args.detector)
-    rec = EmotionRecognizer(threads=1, detector=TimedDetector(inner, det_w))
+    rec = EmotionRecognizer(threads=args.threads, detector=TimedDetector(inner, det_w))
     classify = rec.classify_boxes
 
     def timed_classify(frame: np.ndarray, boxes: list[Box]):
@@ -165,15 +166,16 @@ def bench_speed(args: argparse.Namespace) -> None:
             full += r.detected
             ids.update(f.id for f in r.faces)
             for f in r.faces[:1]:
-                shown.append(f.label)
-                raw.append(max(f.raw_scores, key=f.raw_scores.get))
+                if f.found:  # a held face has no raw scores of its own
+                    shown.append(f.label)
+                    raw.append(max(f.raw_scores, key=f.raw_scores.get))
         writer.release()
         cap.release()
     track = proc - det_w.s - cls_w.s
     e2e = dec + proc + draw
     print(f"clip: {n} frames 640x480 from {Path(args.photo).name}, detector {args.detector}, full search every "
           f"{args.detect_every} frames ({full} full searches), face found in {found}/{n} frames, "
-          f"face ids {sorted(ids)}; {pinned}, 1 thread (OpenCV, ONNX Runtime); "
+          f"face ids {sorted(ids)}; {pinned}, OpenCV 1 thread, ONNX Runtime {args.threads} thread(s); "
           f"load average {os.getloadavg()[0]:.2f}")
     rows = [("decode", dec), ("detect (full + local)", det_w.s), ("classify", cls_w.s),
             ("track + smooth", track), ("draw", draw)]
@@ -225,6 +227,7 @@ def main() -> None:
     ap.add_argument("--detect-every", type=int, default=5)
     ap.add_argument("--photo", default=str(SAMPLE), help="photo the clip is made from")
     ap.add_argument("--cores", type=int, default=1, help="pin to this many CPU cores (0 = do not pin)")
+    ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default: 1)")
     ap.add_argument("--detectors", action="store_true", help="detector accuracy on ../shared/photos instead")
     ap.add_argument("names", nargs="*", help="with --detectors: detector names (default: haar haar-fast)")
     args = ap.parse_args()

@@ -23,6 +23,7 @@ from emolens import EmotionRecognizer, load_image
 from emolens import video as video_mod
 from emolens.cli import main
 from emolens.detect import Box
+from emolens.draw import colour_for
 from emolens.track import EmaSmoother, IoUTracker, count_switches
 from emolens.video import (
     CSV_FIXED_COLUMNS,
@@ -146,6 +147,49 @@ def test_two_faces_keep_their_own_ids(rec, obama, photos_dir, tmp_path):
         assert min(r.faces, key=lambda f: f.box.x).id == left_id, (r.index, [(f.id, f.box) for f in r.faces])
 
 
+def test_every_n_does_not_delay_new_faces(rec, obama, photos_dir, tmp_path, capsys):
+    """--detect-every counts frames of the video: with --every 5 --detect-every 5 every recognised
+    frame gets a full search, so a face that appears at frame 6 is found at frame 10, not 25."""
+    biden = head(photos_dir, "portrait_biden.jpg")
+    frames = moving_frames([obama, biden], 40, size=(480, 240))
+    for f in frames[:6]:
+        f[:, 240:] = (90, 110, 120)  # the right-hand face is not there yet
+    path = write_avi(tmp_path / "late.avi", frames)
+    table = tmp_path / "e.csv"
+    assert main(["video", str(path), "--csv", str(table), "--every", "5", "--detect-every", "5", "--quiet"]) == 0
+    rows = read_csv(table)
+    assert [r["frame"] for r in rows if r["face_id"] == "1"] == [str(i) for i in range(0, 40, 5)]
+    assert min(int(r["frame"]) for r in rows if r["face_id"] == "2") == 10
+    # in between: --every 2 --detect-every 5 searches every 2 recognised frames (every 4 frames of the video)
+    rs = list(track_frames(path, rec, every=2, detect_every=5))
+    assert [r.index for r in rs if r.detected] == list(range(0, 40, 4))
+    assert FrameTracker(rec, detect_every=5, every=3).search_interval == 1
+
+
+def test_a_face_that_disappears_is_held_briefly_and_marked_not_detected(rec, obama, tmp_path):
+    """Held rows (detected=0) keep the emotion the face had: the empty box is not classified."""
+    frames = moving_frames([obama], 60)[:16] + [np.full((240, 320, 3), (90, 110, 120), np.uint8)] * 10
+    path = write_avi(tmp_path / "gone.avi", frames)
+    table = tmp_path / "e.csv"
+    video_mod.process_video(path, csv_path=table, recognizer=rec, progress=False, detect_every=5, hold=3)
+    rows = read_csv(table)
+    assert list(rows[0]) == CSV_FIXED_COLUMNS + rec.labels and "detected" in rows[0]
+    found = [r for r in rows if r["detected"] == "1"]
+    held = [r for r in rows if r["detected"] == "0"]
+    assert [r["frame"] for r in found] == [str(i) for i in range(16)]  # the face is found in every frame it is in
+    assert [r["frame"] for r in held] == ["16", "17", "18"]  # held for hold=3 frames, then dropped
+    last = found[-1]
+    for r in held:  # same face, same box, same label and probabilities as when it was last found
+        assert r["face_id"] == last["face_id"] == "1"
+        assert [r[k] for k in ("x", "y", "w", "h", "label", "score", *rec.labels)] == \
+               [last[k] for k in ("x", "y", "w", "h", "label", "score", *rec.labels)]
+    # the API says the same: missed > 0, no raw scores of its own
+    rs = list(track_frames(path, rec, hold=3))
+    assert [(r.index, r.faces[0].missed, r.faces[0].found, r.faces[0].raw_scores) for r in rs[16:19]] == \
+           [(16, 1, False, {}), (17, 2, False, {}), (18, 3, False, {})]
+    assert all(r.faces == [] for r in rs[19:])
+
+
 def test_iou_tracker_keeps_ids_through_misses_and_fast_moves():
     t = IoUTracker(max_missed=2)
     assert t.update([Box(0, 0, 50, 50), Box(200, 0, 50, 50)]) == [1, 2]
@@ -184,6 +228,29 @@ def test_smoothing_reduces_label_switches():
     # tau = 0 turns smoothing off: the raw values pass through
     off = EmaSmoother(tau=0)
     assert [labels[int(np.argmax(off.update(1, p, i / fps)))] for i, p in enumerate(raw)] == raw_labels
+
+
+def test_smoothing_reduces_label_switches_on_a_real_video(photos_dir, tmp_path, capsys):
+    """A subtle closed-mouth smile (portrait_obama3) moving and scaling a little: frame by frame the
+    model hesitates between emotions; the real pipeline with smoothing shows far fewer changes."""
+    hd = head(photos_dir, "portrait_obama3.jpg")
+    frames = []
+    for i in range(60):
+        f = np.full((240, 320, 3), (90, 110, 120), np.uint8)
+        paste(f, hd, 160 + 12 * math.sin(2 * math.pi * i / 60), 120 + 6 * math.cos(2 * math.pi * i / 60),
+              int(240 * (0.7 + 0.06 * math.sin(4 * math.pi * i / 60))))
+        frames.append(f)
+    path = write_avi(tmp_path / "smile.avi", frames)
+    labels = {}
+    for mode, flags in (("raw", ["--no-smooth"]), ("smoothed", [])):
+        table = tmp_path / f"{mode}.csv"
+        assert main(["video", str(path), "--csv", str(table), "--quiet", *flags]) == 0
+        rows = read_csv(table)
+        assert [r["frame"] for r in rows] == [str(i) for i in range(60)] and {r["face_id"] for r in rows} == {"1"}
+        labels[mode] = [r["label"] for r in rows]
+    raw, smoothed = count_switches(labels["raw"]), count_switches(labels["smoothed"])
+    assert raw >= 8, labels["raw"]  # the raw sequence does flicker, so this test can fail
+    assert smoothed < raw and smoothed <= raw / 4, (raw, smoothed)
 
 
 def test_smoothed_probabilities_stay_a_distribution_and_tracks_are_forgotten():
@@ -318,10 +385,113 @@ def test_ctrl_c_leaves_playable_video_and_complete_csv(clip, tmp_path, capsys, m
     out, table, plot = tmp_path / "part.mp4", tmp_path / "part.csv", tmp_path / "part.png"
     code = main(["video", str(clip), "--out", str(out), "--csv", str(table), "--plot", str(plot), "--quiet"])
     assert code == 130
-    assert "interrupted after 12 frames" in capsys.readouterr().err
+    stdout, err = capsys.readouterr()
+    assert "13 frames read, 12 recognised" in stdout  # frame 12 was read, its recognition was cut short
+    assert "interrupted after 13 frames read (12 recognised)" in err
     assert count_frames(out) == (12, (240, 320))
     assert [r["frame"] for r in read_csv(table)] == [str(i) for i in range(12)]
     assert table.read_text().endswith("\n") and cv2.imread(str(plot)) is not None
+
+
+def test_ctrl_c_after_recognition_never_counts_more_recognised_than_read(clip, tmp_path, capsys, monkeypatch):
+    real = video_mod.draw_faces
+    calls = []
+
+    def draw_faces(frame, faces, **kw):  # Ctrl-C while frame 12's overlay is drawn: it was recognised
+        calls.append(1)
+        if len(calls) == 13:
+            raise KeyboardInterrupt
+        return real(frame, faces, **kw)
+
+    monkeypatch.setattr(video_mod, "draw_faces", draw_faces)
+    out, table = tmp_path / "part.avi", tmp_path / "part.csv"
+    assert main(["video", str(clip), "--out", str(out), "--csv", str(table), "--quiet"]) == 130
+    stdout, err = capsys.readouterr()
+    assert "13 frames read, 13 recognised" in stdout and "interrupted after 13 frames read" in err
+    assert count_frames(out)[0] == 12 and len(read_csv(table)) == 13
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "proc", "under_a_file_deeper"])
+def test_unwritable_output_paths_fail_before_any_frame_is_processed(clip, tmp_path, capsys, monkeypatch, where):
+    processed = []
+    real = FrameTracker.process
+
+    def process(self, frame, index=0, time_s=0.0):
+        processed.append(index)
+        return real(self, frame, index, time_s)
+
+    monkeypatch.setattr(FrameTracker, "process", process)
+    table = tmp_path / "e.csv"
+    if where == "proc":
+        if not Path("/proc/self").is_dir():
+            pytest.skip("no /proc here")
+        args = ["--csv", "/proc/nope/x.csv", "--plot", str(tmp_path / "p.png")]
+        expect = "--csv /proc/nope/x.csv: cannot write in the folder /proc"
+    else:
+        bad = clip / "sub" / "p.png" if where == "under_a_file_deeper" else clip / "p.png"
+        args = ["--csv", str(table), "--plot", str(bad)]
+        expect = f"--plot {bad}: cannot create it: {clip} is a file, not a folder"
+    code = main(["video", str(clip), *args, "--quiet"])
+    stdout, err = capsys.readouterr()
+    assert code == 2, (stdout, err)
+    assert len(err.strip().splitlines()) == 1 and err.startswith(f"emolens: error: {expect}"), err
+    assert processed == [] and not table.exists() and not (tmp_path / "p.png").exists()
+    assert clip.is_file()
+    # the same from Python: VideoError before any work
+    with pytest.raises(VideoError, match="cannot"):
+        video_mod.process_video(clip, csv_path=args[1], plot=args[3], progress=False)
+    assert processed == []
+
+
+def test_missing_output_folders_are_created_up_front(clip, tmp_path, capsys):
+    out, table, plot = tmp_path / "a" / "v.avi", tmp_path / "b" / "c" / "e.csv", tmp_path / "d" / "p.png"
+    assert main(["video", str(clip), "--out", str(out), "--csv", str(table), "--plot", str(plot), "--quiet",
+                 "--every", "10"]) == 0
+    assert count_frames(out)[0] == 30 and cv2.imread(str(plot)) is not None
+    assert {r["frame"] for r in read_csv(table)} == {"0", "10", "20"}
+
+
+def test_bad_input_creates_no_output_folder(tmp_path, capsys):
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(b"not a video " * 100)
+    assert main(["video", str(bad), "--csv", str(tmp_path / "new" / "e.csv")]) == 2
+    assert "cannot decode" in capsys.readouterr().err and not (tmp_path / "new").exists()
+
+
+def test_video_and_webcam_use_one_model_thread_by_default():
+    from emolens.cli import build_parser
+
+    ap = build_parser()
+    assert ap.parse_args(["video", "in.mp4", "--csv", "e.csv"]).threads == 1
+    assert ap.parse_args(["webcam"]).threads == 1
+    assert ap.parse_args(["webcam", "--threads", "2"]).threads == 2
+    with pytest.raises(SystemExit):
+        ap.parse_args(["video", "in.mp4", "--threads", "0"])
+
+
+def test_timeline_strip_shows_the_label_shown_not_the_argmax():
+    labels = ["happy", "sad"]
+    # sad is shown (hysteresis kept it) although happy is slightly more probable
+    series = {1: ([0.0, 0.5, 1.0], [np.array([0.52, 0.48])] * 3, ["sad"] * 3)}
+    img = render_timeline(series, labels)
+    strip = img[64 + 150 + 4, 80]  # first panel: top 10 + legend 34 + 20; the strip is below the 150-px panel
+    assert tuple(int(v) for v in strip) == tuple(colour_for("sad"))
+    old = render_timeline({1: series[1][:2]}, labels)  # without shown labels: the most probable emotion
+    assert tuple(int(v) for v in old[64 + 150 + 4, 80]) == tuple(colour_for("happy"))
+
+
+def test_plot_strip_follows_the_csv_label(clip, tmp_path, capsys, monkeypatch):
+    seen = {}
+    real = video_mod.render_timeline
+
+    def render(series, labels, **kw):
+        seen.update(series)
+        return real(series, labels, **kw)
+
+    monkeypatch.setattr(video_mod, "render_timeline", render)
+    table, plot = tmp_path / "e.csv", tmp_path / "p.png"
+    assert main(["video", str(clip), "--csv", str(table), "--plot", str(plot), "--quiet"]) == 0
+    assert seen[1][2] == [r["label"] for r in read_csv(table) if r["face_id"] == "1"]
 
 
 def test_timeline_plot_without_faces_and_with_many():
@@ -402,6 +572,13 @@ def test_webcam_without_a_screen_says_so(monkeypatch, capsys):
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert main(["webcam"]) == 2
     assert "no screen" in capsys.readouterr().err
+
+
+def test_no_camera_gives_our_message_without_opencv_warnings(capfd):
+    with pytest.raises(VideoError, match="cannot open camera 63"):
+        open_source(63)  # no such camera; OpenCV would print "[ WARN ...] ... cap_v4l ..." lines
+    captured = capfd.readouterr()
+    assert "WARN" not in captured.err and "WARN" not in captured.out, captured.err
 
 
 @pytest.mark.parametrize("opened", [False, True])

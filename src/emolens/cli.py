@@ -363,8 +363,8 @@ def cmd_video(args: argparse.Namespace) -> int:
     for path in s.outputs:
         print(f"wrote {path}")
     if s.interrupted:
-        print(f"emolens: interrupted after {s.frames} frames; the outputs above are complete up to there",
-              file=sys.stderr)
+        print(f"emolens: interrupted after {s.frames} frames read ({s.processed} recognised); "
+              "the outputs above are complete up to there", file=sys.stderr)
         return 130
     return 0
 
@@ -518,11 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
     def stream_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
         p.add_argument("--detector", default="haar-fast", help="face detector (default: haar-fast; haar is slower)")
-        p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+        p.add_argument("--threads", type=_positive_int, default=1,
+                       help="CPU threads for the model (default: 1, the fastest for one frame at a time)")
         p.add_argument("--no-tta", action="store_true",
                        help="one view per face instead of the model's test-time views (faster, less accurate)")
         p.add_argument("--detect-every", type=_positive_int, default=5, metavar="K",
-                       help="full face search every K recognised frames, faces followed in between (default: 5)")
+                       help="full face search at least every K frames of the video (with --every N: every "
+                            "max(1, K // N) recognised frames), faces followed in between (default: 5)")
         p.add_argument("--smooth", type=float, default=0.25, metavar="SECONDS",
                        help="emotion smoothing time constant (default: 0.25)")
         p.add_argument("--no-smooth", action="store_true", help="no smoothing: each frame's raw emotions")

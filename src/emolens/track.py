@@ -199,6 +199,16 @@ class EmaSmoother:
         self._labels[track_id] = best
         return best
 
+    def current(self, track_id: int) -> tuple[np.ndarray, int] | None:
+        """The smoothed probabilities and label index of ``track_id`` as they are now, without a new
+        observation (for a face that was not seen this frame); ``None`` for an unknown track."""
+        prev = self._probs.get(track_id)
+        if prev is None:
+            return None
+        p = prev[1]
+        p = p / p.sum() if p.sum() > 0 else p
+        return p, self._labels.get(track_id, int(np.argmax(p)))
+
     def update_box(self, track_id: int, box: Box, t: float) -> Box:
         """The smoothed box of ``track_id`` after adding ``box`` observed at time ``t`` (s)."""
         if self.box_tau <= 0:

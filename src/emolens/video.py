@@ -10,18 +10,21 @@ For your own apps, :func:`track_frames` is a generator of per-frame results with
         for face in r.faces:
             print(r.index, f"{r.time_s:.2f}", face.id, face.label, f"{face.score:.0%}")
 
-Speed: a full face search (the slow part) runs only every ``detect_every`` frames; between them
-each known face is searched for again in a small window around where it is expected (a few ms),
-and every frame is classified. The emotion of each face is an exponential moving average over
+Speed: a full face search (the slow part) runs at least every ``detect_every`` frames of the
+source; between them each known face is searched for again in a small window around where it is
+expected (a few ms), and every processed frame is classified (one ONNX Runtime thread by default:
+for one small batch per frame that is faster than many). The emotion of each face is an exponential moving average over
 ``smoothing`` seconds (:class:`emolens.track.EmaSmoother`), so labels do not flicker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -70,14 +73,21 @@ class TrackedFace(Face):
 
     Attributes:
         id: stable id of this face in the stream (1, 2, 3 ... in order of appearance).
-        raw_scores: this frame's unsmoothed probabilities.
-        missed: 0 if the face was found in this frame; otherwise how many frames ago it was
-            last found (it is kept for a few frames at its last place so detector misses do not flicker).
+        raw_scores: this frame's unsmoothed probabilities; empty when the face is held (``missed`` > 0).
+        missed: 0 if the face was found in this frame; otherwise how many processed frames ago it
+            was last found. Such a face is *held* for a few frames at its last place so detector
+            misses do not flicker: it is not classified again (its box may show background), its
+            ``scores`` and ``label`` stay as they were when it was last found.
     """
 
     id: int = 0
     raw_scores: dict[str, float] = field(default_factory=dict)
     missed: int = 0
+
+    @property
+    def found(self) -> bool:
+        """Whether the face was found in this frame (``False``: held from an earlier frame)."""
+        return self.missed == 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **super().to_dict()}
@@ -196,6 +206,25 @@ def _capture_fps(cap: Any, default: float) -> float:
     return fps if math.isfinite(fps) and 1.0 <= fps <= 1000.0 else default
 
 
+@contextlib.contextmanager
+def _quiet_opencv() -> Iterator[None]:
+    """OpenCV logs only errors inside the block (its warnings would come before our clearer message)."""
+    log = getattr(getattr(cv2, "utils", None), "logging", None)
+    if log is None:
+        yield
+        return
+    try:
+        old = log.getLogLevel()
+        log.setLogLevel(log.LOG_LEVEL_ERROR)
+    except (cv2.error, AttributeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        log.setLogLevel(old)
+
+
 def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0) -> FrameSource:
     """Open a video file, a camera (an ``int``), a capture object or an iterable of BGR arrays.
 
@@ -208,8 +237,10 @@ def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0) 
     if isinstance(source, bool):
         raise VideoError(f"not a video source: {source!r}")
     if isinstance(source, int):
-        cap = cv2.VideoCapture(source)
-        if not cap.isOpened():
+        with _quiet_opencv():  # no "[ WARN ... cap_v4l ...]" lines before our own message
+            cap = cv2.VideoCapture(source)
+            opened = cap.isOpened()
+        if not opened:
             cap.release()
             raise VideoError(
                 f"cannot open camera {source}: there is no camera with that number, or another program is using it, "
@@ -281,14 +312,18 @@ class FrameTracker:
 
     Args:
         recognizer: the :class:`EmotionRecognizer` (its detector does the full searches).
-        detect_every: run a full face search every this many processed frames (1 = every frame).
-            In between, known faces are followed with a local search (``local_search``) or
-            kept where they were.
+        detect_every: run a full face search at least every this many frames of the source
+            (1 = every frame), so a new face is found within that many frames. In between, known
+            faces are followed with a local search (``local_search``) or kept where they were.
+        every: how many source frames each :meth:`process` call stands for (``track_frames``'s
+            ``every``): full searches then run every ``max(1, detect_every // every)`` processed
+            frames, e.g. on every processed frame when ``every >= detect_every``.
         smoothing: time constant in seconds of the emotion smoothing (0 = off, raw per-frame labels).
         hysteresis: a face's label changes only when another emotion is ahead by this much
             (with smoothing on; see :class:`emolens.track.EmaSmoother`).
         box_smoothing: time constant in seconds of the box smoothing (0 = off).
-        hold: keep a face that was not found for up to this many frames at its last place.
+        hold: keep a face that was not found for up to this many processed frames at its last
+            place, with the emotion it had (it is not classified again there; ``missed`` > 0).
         max_missed: frames a face may stay unseen and keep its id.
         local_search: follow known faces between full searches by searching a window around them.
         local_detector: the detector for that window (default: :func:`local_detector_for`).
@@ -299,6 +334,7 @@ class FrameTracker:
         recognizer: EmotionRecognizer,
         *,
         detect_every: int = 5,
+        every: int = 1,
         smoothing: float = 0.25,
         hysteresis: float = 0.05,
         box_smoothing: float = 0.0,
@@ -309,10 +345,14 @@ class FrameTracker:
     ) -> None:
         if detect_every < 1:
             raise ValueError("detect_every must be >= 1")
+        if every < 1:
+            raise ValueError("every must be >= 1")
         if hold < 0:
             raise ValueError("hold must be >= 0")
         self.recognizer = recognizer
-        self.detect_every, self.hold, self.local_search = detect_every, hold, local_search
+        self.detect_every, self.every, self.hold, self.local_search = detect_every, every, hold, local_search
+        self.search_interval = max(1, detect_every // every)
+        """Processed frames between full searches."""
         self.local_detector = local_detector or local_detector_for(recognizer.detector)
         self.tracker = IoUTracker(max_missed=max(max_missed, hold), max_distance=1.0)
         self.smoother = EmaSmoother(tau=smoothing, box_tau=box_smoothing, hysteresis=hysteresis if smoothing else 0.0)
@@ -346,7 +386,7 @@ class FrameTracker:
 
     def process(self, frame: np.ndarray, index: int = 0, time_s: float = 0.0) -> FrameResult:
         """Faces of one uint8 BGR frame, with ids and smoothed emotions."""
-        full = self._count % self.detect_every == 0 or not self.tracker.tracks
+        full = self._count % self.search_interval == 0 or not self.tracker.tracks
         self._count += 1
         if full:
             self._count = 1
@@ -372,16 +412,27 @@ class FrameTracker:
         report = [(i, Box(max(0, b.x), max(0, b.y), min(w, b.x + b.w) - max(0, b.x),
                           min(h, b.y + b.h) - max(0, b.y), b.score), m) for i, b, m in report]
         report = [r for r in report if r[1].w >= 2 and r[1].h >= 2]
-        faces_raw = self.recognizer.classify_boxes(frame, [b for _, b, _ in report])
+        # only faces found in this frame are classified: a held face's box may show background now,
+        # so it keeps the emotion it had when it was last found
+        found = [r for r in report if r[2] == 0]
+        faces_raw = self.recognizer.classify_boxes(frame, [b for _, b, _ in found])
+        raw_of = {tid: f.scores for (tid, _, _), f in zip(found, faces_raw)}
         labels = self.labels
         faces: list[TrackedFace] = []
-        for (tid, box, missed), f in zip(report, faces_raw):
-            raw = np.array([f.scores[k] for k in labels], dtype=np.float64)
-            p = self.smoother.update(tid, raw, time_s)
-            k = self.smoother.label(tid, p)
+        for tid, box, missed in report:
+            raw_scores = raw_of.get(tid)
+            if raw_scores is not None:
+                p = self.smoother.update(tid, np.array([raw_scores[k] for k in labels], dtype=np.float64), time_s)
+                k = self.smoother.label(tid, p)
+            else:
+                state = self.smoother.current(tid)
+                if state is None:  # never classified (cannot happen through process): nothing to show
+                    continue
+                p, k = state
+                raw_scores = {}
             faces.append(TrackedFace(
                 box=self.smoother.update_box(tid, box, time_s), label=labels[k], score=float(p[k]),
-                scores={lab: float(v) for lab, v in zip(labels, p)}, id=tid, raw_scores=f.scores, missed=missed,
+                scores={lab: float(v) for lab, v in zip(labels, p)}, id=tid, raw_scores=raw_scores, missed=missed,
             ))
         self.smoother.forget(self.tracker.ids())
         faces.sort(key=lambda f: f.box.area, reverse=True)
@@ -403,7 +454,8 @@ def track_frames(
         recognizer: an :class:`EmotionRecognizer`; default: the bundled model with the
             ``haar-fast`` detector.
         every: process every N-th frame only (the others are read and skipped).
-        **options: passed to :class:`FrameTracker` (``detect_every``, ``smoothing``, ``hold`` ...).
+        **options: passed to :class:`FrameTracker` (``detect_every``, ``smoothing``, ``hold`` ...);
+            ``detect_every`` counts frames of the source, so a larger ``every`` does not delay new faces.
 
     Yields:
         :class:`FrameResult` with the frame's index, its time in seconds and the faces, each with a
@@ -414,8 +466,8 @@ def track_frames(
     """
     if every < 1:
         raise ValueError("every must be >= 1")
-    rec = recognizer or EmotionRecognizer(detector="haar-fast")
-    ft = FrameTracker(rec, **options)
+    rec = recognizer or EmotionRecognizer(detector="haar-fast", threads=1)
+    ft = FrameTracker(rec, every=every, **options)
     src = open_source(source)
     try:
         for index, t, frame in src:
@@ -481,8 +533,10 @@ def _draw_bars(frame: np.ndarray, face: TrackedFace, labels: list[str], fs: floa
 
 
 # ----------------------------------------------------------------------------- writers
-CSV_FIXED_COLUMNS = ["time_s", "frame", "face_id", "x", "y", "w", "h", "label", "score"]
-"""The CSV's first columns; one column per emotion label (its smoothed probability) follows."""
+CSV_FIXED_COLUMNS = ["time_s", "frame", "face_id", "x", "y", "w", "h", "label", "score", "detected"]
+"""The CSV's first columns; one column per emotion label (its smoothed probability) follows.
+``detected`` is 1 when the face was found in that frame, 0 when it is held from earlier frames
+(box, label and probabilities as last found; see :class:`FrameTracker`'s ``hold``)."""
 
 
 def csv_columns(labels: list[str]) -> list[str]:
@@ -495,7 +549,8 @@ def csv_rows(result: FrameResult, labels: list[str]) -> list[list[str]]:
     for f in result.faces:
         b = f.box
         rows.append([f"{result.time_s:.3f}", str(result.index), str(f.id), str(b.x), str(b.y), str(b.w), str(b.h),
-                     f.label, f"{f.score:.4f}", *(f"{f.scores.get(k, 0.0):.4f}" for k in labels)])
+                     f.label, f"{f.score:.4f}", "1" if f.found else "0",
+                     *(f"{f.scores.get(k, 0.0):.4f}" for k in labels)])
     return rows
 
 
@@ -506,13 +561,19 @@ def _nice_step(span: float, max_ticks: int = 10) -> float:
     return 3600.0 * math.ceil(span / 3600 / max_ticks)
 
 
-def render_timeline(series: dict[int, tuple[list[float], list[np.ndarray]]], labels: list[str], *,
+Series = dict[int, tuple[list[float], list[np.ndarray], list[str]]]
+"""Per face id: times in s, probability vectors in ``labels`` order, and the label shown."""
+
+
+def render_timeline(series: Series | dict[int, tuple[list[float], list[np.ndarray]]], labels: list[str], *,
                     width: int = 1200, panel_h: int = 150, max_faces: int = 8) -> np.ndarray:
     """A BGR image: per face id, each emotion's probability over time (a line per emotion), with a
-    strip coloured by the winning emotion below it. Drawn with OpenCV (no matplotlib needed).
+    strip coloured by the label shown (in the video and the CSV's ``label``) below it. Drawn with
+    OpenCV (no matplotlib needed).
 
     Args:
-        series: face id -> (times in s, probability vectors in ``labels`` order).
+        series: face id -> (times in s, probability vectors in ``labels`` order, shown labels);
+            without the shown labels the strip shows the most probable emotion.
         max_faces: plot at most this many faces (those seen in most frames).
     """
     font = cv2.FONT_HERSHEY_SIMPLEX
@@ -540,7 +601,7 @@ def render_timeline(series: dict[int, tuple[list[float], list[np.ndarray]]], lab
     step = _nice_step(span)
     for n, tid in enumerate(ids):
         y0 = top + legend_h + n * (panel_h + strip + 40) + 20
-        times, probs = series[tid]
+        times, probs = series[tid][0], series[tid][1]
         ts, ps = np.asarray(times, dtype=np.float64), np.asarray(probs, dtype=np.float64).reshape(len(times), -1)
         cv2.putText(img, f"face #{tid}", (left, y0 - 6), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.rectangle(img, (left, y0), (left + pw, y0 + panel_h), (180, 180, 180), 1)
@@ -563,7 +624,8 @@ def render_timeline(series: dict[int, tuple[list[float], list[np.ndarray]]], lab
                 cv2.circle(img, tuple(int(v) for v in pts[0, 0]), 2, colour_for(lab), cv2.FILLED)
             else:
                 cv2.polylines(img, [pts], False, colour_for(lab), 2, cv2.LINE_AA)
-        win = ps.argmax(axis=1)
+        shown = series[tid][2] if len(series[tid]) > 2 else None  # type: ignore[misc]
+        win = ps.argmax(axis=1) if shown is None else [labels.index(lab) for lab in shown]
         edges = np.append(xs, xs[-1] + max(1.0, pw / max(1, len(xs))))
         for j in range(len(ts)):
             xa, xb = int(round(edges[j])), max(int(round(edges[j])) + 1, int(round(edges[j + 1])))
@@ -587,7 +649,9 @@ def check_outputs(
     plot: str | os.PathLike | None = None,
     force: bool = False,
 ) -> None:
-    """Refuse outputs that exist (unless ``force``), that are the input, that coincide, or have a wrong type.
+    """Refuse outputs that exist (unless ``force``), that are the input, that coincide, have a wrong
+    type, or cannot be written (their folder is a file, or is not writable). Creates nothing: the
+    missing folders are made by :func:`prepare_outputs` once the input has been opened.
 
     Raises:
         VideoError: with a message naming the output and what to do.
@@ -610,6 +674,51 @@ def check_outputs(
             raise VideoError(f"{opt} {p}: is a directory; give a file name")
         if p.exists() and not force:
             raise VideoError(f"{opt} {p}: already exists; pass --force to replace it, or choose another name")
+        _check_writable(opt, p)
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """``folder`` or its nearest ancestor that exists (as anything: a file too)."""
+    folder = Path(os.path.abspath(folder))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def _check_writable(opt: str, path: Path) -> None:
+    """A clear error unless a file can be created at ``path`` (its folder exists or can be made)."""
+    parent = path.parent
+    base = _nearest_existing(parent)
+    if not base.is_dir():
+        raise VideoError(f"{opt} {path}: cannot create it: {base} is a file, not a folder")
+    try:  # what counts is whether a file can really be made there (read-only mounts, /proc, ACLs ...)
+        fd, probe = tempfile.mkstemp(prefix=".emolens-", suffix=".tmp", dir=base)
+    except OSError as e:
+        where = "its folder" if base == Path(os.path.abspath(parent)) else "the folder"
+        raise VideoError(f"{opt} {path}: cannot write in {where} {base} ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def prepare_outputs(
+    *,
+    out: str | os.PathLike | None = None,
+    csv_path: str | os.PathLike | None = None,
+    plot: str | os.PathLike | None = None,
+) -> None:
+    """Create the outputs' missing folders (after :func:`check_outputs`, before any work is done).
+
+    Raises:
+        VideoError: a folder cannot be created.
+    """
+    for opt, p in (("--out", out), ("--csv", csv_path), ("--plot", plot)):
+        if p is None:
+            continue
+        parent = Path(p).parent
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise VideoError(f"{opt} {p}: cannot create the folder {parent} ({e.strerror or e})") from None
 
 
 class Progress:
@@ -655,7 +764,11 @@ class VideoSummary:
 
     source: str
     frames: int = 0
+    """Frames read from the source."""
     processed: int = 0
+    """Frames recognised (with ``every`` > 1, every N-th of them)."""
+    written: int = 0
+    """Frames in the annotated video."""
     rows: int = 0
     face_ids: int = 0
     seconds: float = 0.0
@@ -698,7 +811,9 @@ def process_video(
         **options: passed to :class:`FrameTracker`.
 
     Raises:
-        VideoError: unreadable input, unusable or existing outputs.
+        VideoError: unreadable input, unusable or existing outputs. Every output is checked (and
+            its folder created) before the first frame is processed, so a run does not fail at the
+            end because of an output path.
     """
     if every < 1:
         raise VideoError("--every must be at least 1")
@@ -706,16 +821,16 @@ def process_video(
     src = open_source(source)
     summary = VideoSummary(src.name)
     writer = csv_file = None
-    series: dict[int, tuple[list[float], list[np.ndarray]]] = {}
+    series: Series = {}
     try:
+        prepare_outputs(out=out, csv_path=csv_path, plot=plot)
         first = src.peek()
-        rec = recognizer or EmotionRecognizer(detector="haar-fast")
-        ft = FrameTracker(rec, **options)
+        rec = recognizer or EmotionRecognizer(detector="haar-fast", threads=1)
+        ft = FrameTracker(rec, every=every, **options)
         labels = ft.labels
         h, w = first.shape[:2]
         if out is not None:
             op = Path(out)
-            op.parent.mkdir(parents=True, exist_ok=True)
             writer = cv2.VideoWriter(str(op), cv2.VideoWriter_fourcc(*_fourcc_for(op)), src.fps, (w, h))
             if not writer.isOpened():
                 writer.release()
@@ -725,11 +840,12 @@ def process_video(
         csv_w = None
         if csv_path is not None:
             cp = Path(csv_path)
-            cp.parent.mkdir(parents=True, exist_ok=True)
             try:
                 csv_file = open(cp, "w" if force else "x", newline="", encoding="utf-8")  # noqa: SIM115
             except FileExistsError:
                 raise VideoError(f"--csv {cp}: already exists; pass --force to replace it") from None
+            except OSError as e:
+                raise VideoError(f"--csv {cp}: cannot write it ({e.strerror or e})") from None
             csv_w = csv.writer(csv_file)
             csv_w.writerow(csv_columns(labels))
             summary.outputs.append(cp)
@@ -738,6 +854,7 @@ def process_video(
         last: FrameResult | None = None
         try:
             for index, t, frame in src:
+                summary.frames = index + 1  # read; the counts below follow what was finished
                 if index % every == 0:
                     last = ft.process(frame, index, t)
                     summary.processed += 1
@@ -746,15 +863,16 @@ def process_video(
                         csv_w.writerows(rows)
                         summary.rows += len(rows)
                     for f in last.faces:
-                        ts, ps = series.setdefault(f.id, ([], []))
+                        ts, ps, shown = series.setdefault(f.id, ([], [], []))
                         ts.append(t)
                         ps.append(np.array([f.scores[k] for k in labels], dtype=np.float32))
+                        shown.append(f.label)
                 if writer is not None:
                     drawn = draw_faces(frame, last.faces if last else [], bars=bars, labels=labels)
                     if drawn.shape[:2] != (h, w):  # streams that change size mid-way: the writer's size is fixed
                         drawn = cv2.resize(drawn, (w, h), interpolation=cv2.INTER_AREA)
                     writer.write(drawn)
-                summary.frames = index + 1
+                    summary.written += 1
                 bar.update(summary.frames)
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -763,11 +881,16 @@ def process_video(
         summary.face_ids = len(series)
         if plot is not None:
             pp = Path(plot)
-            pp.parent.mkdir(parents=True, exist_ok=True)
             ok, buf = cv2.imencode(pp.suffix.lower(), render_timeline(series, labels))
             if not ok:
                 raise VideoError(f"--plot {pp}: could not encode the image")
-            pp.write_bytes(buf.tobytes())
+            try:
+                with open(pp, "wb" if force else "xb") as f:
+                    f.write(buf.tobytes())
+            except FileExistsError:
+                raise VideoError(f"--plot {pp}: was created by something else meanwhile; not replaced") from None
+            except OSError as e:
+                raise VideoError(f"--plot {pp}: cannot write it ({e.strerror or e})") from None
             summary.outputs.append(pp)
     finally:
         if writer is not None:
@@ -862,7 +985,7 @@ def run_webcam(
             if not isinstance(camera, int):
                 src.live = True
             src.peek()
-            rec = recognizer or EmotionRecognizer(detector="haar-fast")
+            rec = recognizer or EmotionRecognizer(detector="haar-fast", threads=1)
             labels = rec.labels
             shown, fps, last = 0, 0.0, time.monotonic()
             for r in track_frames(src, rec, **options):
