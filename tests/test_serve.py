@@ -358,3 +358,155 @@ def test_explain_flag_matches_what_the_install_can_do(server, photos_dir):
         assert st == 200 and data["faces"][0]["explanation"]["overlay"].startswith("data:image/png;base64,")
     else:
         assert_error(st, data, 400, "explain_unavailable", "explanations")
+
+
+# ----------------------------------------------------------------------------- found by the audit
+def server_rss_mb(srv) -> float:
+    status = Path(f"/proc/{srv.process.pid}/status")
+    if not status.exists():
+        pytest.skip("needs Linux /proc to read the server's memory")
+    return next(int(x.split()[1]) for x in status.read_text().splitlines() if x.startswith("VmRSS:")) / 1024
+
+
+def test_long_thin_images_without_detection_are_fast_and_small(server):
+    """?detect=false takes the whole image as the face. A 1x8000 PNG once cost +500 MB (a padded 8800-px square)
+    and a 1x1,000,000 one an HTTP 500 (OpenCV could not allocate 3 TB); both are answered quickly now."""
+    import time
+
+    for n in (8000, 1_000_000):
+        png = cv2.imencode(".png", np.full((1, n), 128, np.uint8))[1].tobytes()
+        assert len(png) < 2000
+        before = server_rss_mb(server)
+        for query in ("detect=false", "detect=false&annotate=true", "annotate=true", ""):
+            t = time.perf_counter()
+            st, data, _ = call(server, "POST", f"/v1/predict?{query}", png, {"Content-Type": "image/png"})
+            took = time.perf_counter() - t
+            assert st == 200, (n, query, data)
+            assert took < 5, (n, query, took)  # measured: under 0.1 s each
+            assert data["image"]["width"] == n and data["image"]["height"] == 1
+            if "detect=false" in query:
+                (face,) = data["faces"]
+                assert face["box"] == [0, 0, n, 1] and abs(sum(face["scores"].values()) - 1) < 2e-3
+            else:
+                assert data["faces"] == []
+            if "annotate" in query:  # JPEG stops at 65,500 px a side: such an image comes back as PNG
+                mime = "image/jpeg" if n <= 65500 else "image/png"
+                assert decode_data_url(data["annotated_image"], mime).shape[:2] == (1, n)
+        assert server_rss_mb(server) - before < 100, n  # measured: +8 MB; it was +500 MB for 1x8000
+
+
+def test_detector_per_request(server, photos_dir, group):
+    _, m, _ = call(server, "GET", "/v1/model")
+    assert m["detector"] == "haar" and m["detectors"] == ["haar", "haar-fast"]
+    expected = {name: [f.box.as_list() for f in EmotionRecognizer(detector=name).predict(photos_dir / "group_six.jpg")]
+                for name in ("haar", "haar-fast")}
+    assert expected["haar"] != expected["haar-fast"]  # the group photo tells them apart
+    for query, name in (("", "haar"), ("?detector=haar", "haar"), ("?detector=haar-fast", "haar-fast")):
+        st, data, _ = call(server, "POST", f"/v1/predict{query}", group, {"Content-Type": "image/jpeg"})
+        assert st == 200 and [f["box"] for f in data["faces"]] == expected[name], (query, data)
+    body, headers = multipart(("files", "g.jpg", group, "image/jpeg"))
+    st, data, _ = call(server, "POST", "/v1/predict/batch?detector=haar-fast", body, headers)
+    assert st == 200 and [f["box"] for f in data["results"][0]["faces"]] == expected["haar-fast"]
+    for bad in ("nope", "HAAR", ""):
+        st, data, _ = call(server, "POST", f"/v1/predict?detector={bad}", group, {"Content-Type": "image/jpeg"})
+        assert_error(st, data, 422, "invalid_parameter", "detector", "haar-fast")
+    st, spec, _ = call(server, "GET", "/openapi.json")
+    param = next(p for p in spec["paths"]["/v1/predict"]["post"]["parameters"] if p["name"] == "detector")
+    assert param["schema"]["enum"] == ["haar", "haar-fast"]
+
+
+def test_an_unexpected_error_in_one_batch_image_is_only_that_images_error(photos_dir, caplog):
+    """A bug hit by one image of a batch answers that image with an error; the others are still answered
+    and the server logs what happened (a real uvicorn server on loopback, the app built in this process)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from emolens.server import ServeConfig, create_app
+    from emolens.server.launch import free_port
+
+    app = create_app(ServeConfig(detector="haar-fast", concurrency=1))
+    service = app.state.service
+    real = service.recognise
+
+    def flaky(data: bytes, name: str, **kwargs):
+        if name == "boom.png":
+            raise RuntimeError("simulated bug")
+        return real(data, name, **kwargs)
+
+    service.recognise = flaky
+    port = free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not uv.started:
+            assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
+            time.sleep(0.05)
+        srv = type("Srv", (), {"url": f"http://127.0.0.1:{port}"})
+        crop = (photos_dir / "aligned_crop_112.png").read_bytes()
+        body, headers = multipart(("files", "a.png", crop, "image/png"), ("files", "boom.png", crop, "image/png"),
+                                  ("files", "b.png", crop, "image/png"))
+        with caplog.at_level("ERROR", logger="emolens.server"):
+            st, data, _ = call(srv, "POST", "/v1/predict/batch?detect=false", body, headers)
+        assert st == 200, data
+        a, boom, b = data["results"]
+        assert len(a["faces"]) == 1 and b["faces"] == a["faces"]
+        assert boom == {"image": {"name": "boom.png"}, "error": {
+            "code": "internal_error", "message": "boom.png: internal error on this image (logged on the server)"}}
+        assert "simulated bug" in caplog.text and "boom.png" in caplog.text  # logged with its traceback
+        st, data, _ = call(srv, "POST", "/v1/predict", b"x", {"Content-Type": "image/png"})
+        assert_error(st, data, 400, "invalid_image")  # the single-image route is unaffected
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=15)
+
+
+def local_urls(html: str) -> list[str]:
+    import re
+
+    return re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", html)
+
+
+def test_docs_pages_use_only_local_files(server):
+    for page in ("/docs", "/redoc"):
+        st, _, raw = call(server, "GET", page)
+        html = raw.decode()
+        assert st == 200 and "<html" in html.lower(), page
+        assert "http://" not in html and "https://" not in html and "//cdn" not in html, html
+        refs = local_urls(html)
+        assert "/openapi.json" in refs and any(r.endswith(".js") for r in refs), refs
+        for ref in refs:
+            assert ref.startswith("/") and not ref.startswith("//"), ref
+            st, _, body = call(server, "GET", ref)
+            assert st == 200 and len(body) > 100, ref
+
+
+def test_openapi_declares_the_api_key_header(strict):
+    st, spec, _ = call(strict, "GET", "/openapi.json")
+    assert st == 200
+    schemes = spec["components"]["securitySchemes"]
+    assert list(schemes.values()) == [{"type": "apiKey", "in": "header", "name": "X-API-Key",
+                                       "description": "needed when the server was started with an API key"}]
+    name = next(iter(schemes))
+    for path, method in (("/v1/predict", "post"), ("/v1/predict/batch", "post"), ("/v1/model", "get")):
+        assert spec["paths"][path][method]["security"] == [{name: []}], path
+    assert "security" not in spec["paths"]["/health"]["get"]
+    st, data, _ = call(strict, "GET", "/v1/model")  # declaring it changed nothing: still our 401 JSON
+    assert_error(st, data, 401, "missing_api_key", "X-API-Key")
+
+
+def test_cli_refuses_bad_numbers_in_one_line():
+    for value in ("nan", "inf", "-inf", "-1", "0", "1e-9"):
+        r = run_cli("--port", "0", f"--max-upload-mb={value}")
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (value, r.stderr)
+        assert r.stderr.strip() == f"emolens: error: --max-upload-mb must be a positive number of MB, not " \
+                                   f"{float(value):g}", r.stderr
+    for flag in ("--max-pixels", "--max-batch", "--concurrency", "--threads"):
+        for value in ("0", "-3"):
+            r = run_cli("--port", "0", flag, value)
+            assert r.returncode == 2 and "Traceback" not in r.stderr
+            assert r.stderr.strip().splitlines()[-1] == f"emolens serve: error: argument {flag}: must be at least 1, " \
+                                                        f"got {value}", r.stderr

@@ -447,6 +447,7 @@ SERVE_EXTRA_HINT = "this command needs the serving extra: pip install 'emolens[s
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import math
     import os
     import socket
 
@@ -469,6 +470,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise CLIError(f"--api-key-file {args.api_key_file}: the file is empty")
     if not 0 <= args.port <= 65535:
         raise CLIError(f"--port must be 0..65535, not {args.port}")
+    if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb * 1024 * 1024 >= 1):
+        raise CLIError(f"--max-upload-mb must be a positive number of MB, not {args.max_upload_mb:g}")
     try:  # a clear error before loading the model, instead of uvicorn's log line and exit
         family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as s:
@@ -650,7 +653,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
-    p.add_argument("--detector", default="haar", help="face detector: haar (default) or haar-fast")
+    p.add_argument("--detector", default="haar",
+                   help="face detector of requests without ?detector= : haar (default) or haar-fast "
+                        "(every detector is loaded; the web page's live mode asks for haar-fast)")
     p.add_argument("--threads", type=_positive_int, help="ONNX Runtime threads per inference (default: 1)")
     p.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
                    help="images recognised at the same time (default: CPU cores, at most 4)")

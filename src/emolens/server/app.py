@@ -5,7 +5,9 @@ event loop) with at most ``concurrency`` at a time; uploads are capped in bytes 
 body streams in, not only from ``Content-Length``) and in pixels (checked from the image header
 before decoding, by :func:`emolens.imageio.decode_bytes`); content is checked by decoding it, never
 by file name or declared type. Every error is a JSON body ``{"error": {"code", "message"}}`` with a
-4xx status; an unexpected failure is logged and answered without a stack trace.
+4xx status; an unexpected failure is logged and answered without a stack trace (in a batch, as that
+image's error). The docs pages (``/docs``, ``/redoc``) use Swagger UI and ReDoc files shipped with
+``fastapi-offline``: nothing is fetched from outside this server.
 """
 
 from __future__ import annotations
@@ -27,15 +29,17 @@ from typing import Any
 
 import cv2
 import numpy as np
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
-from ..detect import create_detector
+from ..detect import available_detectors, create_detector
 from ..draw import annotate as draw_faces
 from ..imageio import ImageError, decode_bytes
 from ..recognizer import EmotionRecognizer
@@ -54,7 +58,8 @@ class ServeConfig:
 
     Args:
         model: an emolens ``.onnx`` model (``None`` = the bundled one).
-        detector: face detector name (``haar`` or ``haar-fast``).
+        detector: the face detector of requests that do not name one (``?detector=``): ``haar`` or
+            ``haar-fast``. Every detector is built at start-up; the web page's live mode asks for ``haar-fast``.
         threads: ONNX Runtime threads per inference (``None`` = 1: concurrency comes from ``concurrency``).
         concurrency: at most this many images are decoded and recognised at the same time.
         max_upload_bytes: larger request bodies get 413.
@@ -101,7 +106,13 @@ def _image_error(e: ImageError) -> ApiError:
     return ApiError(400, "invalid_image", msg)
 
 
+JPEG_MAX_SIDE = 65500
+"""JPEG cannot store a side longer than this: an annotated image that long is sent as PNG instead."""
+
+
 def _data_url(img: np.ndarray, ext: str) -> str:
+    if ext == ".jpg" and max(img.shape[:2]) > JPEG_MAX_SIDE:
+        ext = ".png"
     params = [cv2.IMWRITE_JPEG_QUALITY, 88] if ext == ".jpg" else []
     ok, buf = cv2.imencode(ext, img, params)
     if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR image
@@ -179,20 +190,36 @@ class Service:
         self.pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="emolens-infer")
         self.slots = asyncio.Semaphore(config.concurrency)
         self._local = threading.local()
+        self.detectors = available_detectors()
+        # Build every detector in every pool thread now, at start-up, not on a request: the barrier holds
+        # each task until all have started, so each runs in its own thread.
+        barrier = threading.Barrier(config.concurrency)
+
+        def build() -> None:
+            barrier.wait(timeout=120)
+            for name in self.detectors:
+                self._thread_recognizer(name)
+
+        for f in [self.pool.submit(build) for _ in range(config.concurrency)]:
+            f.result()
 
     @property
     def can_explain(self) -> bool:
         return hasattr(self.recognizer, "explain_bgr")
 
-    def _thread_recognizer(self) -> EmotionRecognizer:
-        """One recognizer per pool thread sharing the one ONNX session (thread-safe), each with its own
-        detector: OpenCV's cascade classifier keeps per-call state and is not shared across threads."""
-        rec = getattr(self._local, "rec", None)
-        if rec is None:
+    def _thread_recognizer(self, detector: str | None = None) -> EmotionRecognizer:
+        """This pool thread's recognizer with ``detector`` (default: the configured one). They share the one
+        ONNX session (thread-safe); each has its own detector, as OpenCV's cascade classifier keeps per-call
+        state and is not shared across threads. All are built at start-up."""
+        recs: dict[str, EmotionRecognizer] | None = getattr(self._local, "recs", None)
+        if recs is None:
+            recs = self._local.recs = {}
+        name = detector or self.config.detector
+        if name not in recs:
             rec = copy.copy(self.recognizer)
-            rec.detector = create_detector(self.config.detector)
-            self._local.rec = rec
-        return rec
+            rec.detector = create_detector(name)
+            recs[name] = rec
+        return recs[name]
 
     def model_info(self) -> dict[str, Any]:
         clf = self.recognizer.classifier
@@ -208,6 +235,7 @@ class Service:
             "metrics": dict(m.metrics),
             "tta": {"hflip": m.tta_hflip, "scales": list(m.tta_scales)},
             "detector": self.config.detector,
+            "detectors": list(self.detectors),
             "explain": self.can_explain,
             "limits": {
                 "max_upload_bytes": self.config.max_upload_bytes,
@@ -218,8 +246,10 @@ class Service:
             "emolens_version": __version__,
         }
 
-    def recognise(self, data: bytes, name: str, *, annotate: bool, explain: bool, detect: bool) -> dict[str, Any]:
-        """Decode, recognise and optionally draw/explain one image (runs in a pool thread)."""
+    def recognise(self, data: bytes, name: str, *, annotate: bool, explain: bool, detect: bool,
+                  detector: str | None = None) -> dict[str, Any]:
+        """Decode, recognise and optionally draw/explain one image (runs in a pool thread);
+        ``detector`` = a name from :attr:`detectors` (``None``: the configured default)."""
         if not data:
             raise ApiError(400, "empty_body", f"{name}: empty upload (0 bytes)")
         t0 = time.perf_counter()
@@ -227,7 +257,7 @@ class Service:
             bgr = decode_bytes(data, name=name, max_pixels=self.config.max_pixels)
         except ImageError as e:
             raise _image_error(e) from None
-        rec = self._thread_recognizer()
+        rec = self._thread_recognizer(detector)
         explanations = None
         if explain:
             explanations = rec.explain_bgr(bgr, detect=detect)
@@ -249,7 +279,12 @@ class Service:
     async def run(self, data: bytes, name: str, **kwargs: Any) -> dict[str, Any]:
         async with self.slots:
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.pool, lambda: self.recognise(data, name, **kwargs))
+            try:
+                return await loop.run_in_executor(self.pool, lambda: self.recognise(data, name, **kwargs))
+            except (cv2.error, MemoryError) as e:  # an image that decodes but is too much to process: its fault
+                log.warning("cannot process image %r", name, exc_info=True)
+                why = "not enough memory" if isinstance(e, MemoryError) else (getattr(e, "err", "") or "OpenCV error")
+                raise ApiError(422, "unprocessable_image", f"{name}: cannot process this image ({why})") from None
 
 
 async def read_images(request: Request, *, many: bool, max_files: int) -> list[tuple[str, bytes]]:
@@ -329,11 +364,12 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         yield
         service.pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc use Swagger UI / ReDoc files from the package, no CDN
         title="emolens",
         version=__version__,
         summary="Facial emotion recognition: find every face, classify its emotion.",
         lifespan=lifespan,
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
     )
     app.state.service = service
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes)
@@ -362,10 +398,12 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal error while handling the request (logged on the server)")
 
-    async def check_key(request: Request) -> None:
+    key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,  # declared in OpenAPI: Swagger's "Authorize"
+                              description="needed when the server was started with an API key")
+
+    async def check_key(given: str | None = Security(key_header)) -> None:
         if config.api_key is None:
             return
-        given = request.headers.get(API_KEY_HEADER)
         if not given:
             raise ApiError(401, "missing_api_key", f"this server needs an API key in the {API_KEY_HEADER} header")
         if not hmac.compare_digest(given.encode(), config.api_key.encode()):
@@ -375,10 +413,17 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         annotate: bool = Query(False, description="also return the annotated image (JPEG data URL)"),
         explain: bool = Query(False, description="per face, a heat map of what drove the prediction (PNG data URL)"),
         detect: bool = Query(True, description="false: the whole image is one already-cropped face"),
-    ) -> dict[str, bool]:
+        detector: str | None = Query(
+            None, description=f"face detector for this request (default: {config.detector}); haar-fast is "
+            "several times faster (upright faces, not the smallest), for live video",
+            json_schema_extra={"enum": service.detectors}),
+    ) -> dict[str, Any]:
         if explain and not service.can_explain:
             raise ApiError(400, "explain_unavailable", "explanations are not available in this emolens version")
-        return {"annotate": annotate, "explain": explain, "detect": detect}
+        if detector is not None and detector not in service.detectors:
+            raise ApiError(422, "invalid_parameter",
+                           f"detector: unknown detector {detector!r}; choose one of: {', '.join(service.detectors)}")
+        return {"annotate": annotate, "explain": explain, "detect": detect, "detector": detector}
 
     @app.get("/health", tags=["service"], summary="liveness: the model is loaded")
     async def health() -> dict[str, Any]:
@@ -391,14 +436,14 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     @app.post("/v1/predict", tags=["predict"], dependencies=[Depends(check_key)], openapi_extra=_UPLOAD_BODY,
               summary="faces and emotions in one image")
-    async def predict(request: Request, opts: dict[str, bool] = Depends(options)) -> dict[str, Any]:
+    async def predict(request: Request, opts: dict[str, Any] = Depends(options)) -> dict[str, Any]:
         (name, data), = await read_images(request, many=False, max_files=1)
         result = await service.run(data, name, **opts)
         return {"model": service.model_id, **result}
 
     @app.post("/v1/predict/batch", tags=["predict"], dependencies=[Depends(check_key)], openapi_extra=_BATCH_BODY,
               summary="faces and emotions in several images (one result or error per image, in order)")
-    async def predict_batch(request: Request, opts: dict[str, bool] = Depends(options)) -> dict[str, Any]:
+    async def predict_batch(request: Request, opts: dict[str, Any] = Depends(options)) -> dict[str, Any]:
         files = await read_images(request, many=True, max_files=config.max_batch)
 
         async def one(name: str, data: bytes) -> dict[str, Any]:
@@ -406,6 +451,10 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
                 return await service.run(data, name, **opts)
             except ApiError as e:
                 return {"image": {"name": name}, "error": {"code": e.code, "message": e.message}}
+            except Exception:  # a bug, not the request's fault: this image's error, the others still answered
+                log.exception("unexpected error on image %r of a batch", name)
+                msg = f"{name}: internal error on this image (logged on the server)"
+                return {"image": {"name": name}, "error": {"code": "internal_error", "message": msg}}
 
         results = await asyncio.gather(*(one(n, d) for n, d in files))
         return {"model": service.model_id, "results": list(results)}

@@ -57,7 +57,8 @@ async function loadModel() {
     $("model-chip").textContent = m.name || m.id;
     const rows = [["Model", m.id], ["Architecture", m.architecture || "–"],
       ["Input", `${m.input_size}×${m.input_size} ${m.channels === 1 ? "gray" : "RGB"}`],
-      ["Classes", m.labels.join(", ")], ["Detector", m.detector]];
+      ["Classes", m.labels.join(", ")],
+      ["Detector", m.detector + (liveDetector() && liveDetector() !== m.detector ? ` (live: ${liveDetector()})` : "")]];
     for (const [k, v] of Object.entries(m.metrics || {})) {
       const name = k.replace(/_/g, " ").replace(/^val /, "val. ").replace(/\bf1\b/, "F1");
       rows.push([name.charAt(0).toUpperCase() + name.slice(1), typeof v === "number" && v <= 1 ? `${(100 * v).toFixed(1)}%` : v]);
@@ -232,6 +233,18 @@ async function predictFile(file) {
 let lastFile = null;
 
 // ------------------------------------------------------------------ webcam mode
+// Live video asks for the fast detector (upright faces, several frames/s); photos use the server's default.
+const LIVE_DETECTOR = "haar-fast";
+
+function liveDetector() {
+  return state.model && (state.model.detectors || []).includes(LIVE_DETECTOR) ? LIVE_DETECTOR : "";
+}
+
+function liveUrl() {
+  const url = predictUrl();
+  return liveDetector() ? `${url}${url.includes("?") ? "&" : "?"}detector=${liveDetector()}` : url;
+}
+
 async function startWebcam() {
   showError("");
   if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
@@ -280,7 +293,7 @@ async function liveLoop() {
     canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
     const blob = await new Promise((r) => canvas.toBlob(r, "image/jpeg", 0.8));
     try {
-      const result = await api(predictUrl(), { method: "POST", body: blob, headers: { "Content-Type": "image/jpeg" } });
+      const result = await api(liveUrl(), { method: "POST", body: blob, headers: { "Content-Type": "image/jpeg" } });
       if (!state.live) break;
       render(result); // boxes are in the frame's pixels; the overlay scales them to the video
       showError("");
