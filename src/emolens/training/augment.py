@@ -1,4 +1,7 @@
-"""Batched data augmentation on tensors (fast on CPU: one affine warp for the whole batch)."""
+"""Batched data augmentation on tensors: one affine warp for the whole batch, on the batch's device.
+
+The random parameters are drawn on the CPU with the run's generator (a few numbers per image), so a run
+draws the same augmentations on any device; the pixel work (warp, contrast, erasing) runs where the batch is."""
 
 from __future__ import annotations
 
@@ -22,8 +25,8 @@ class AugmentConfig:
 
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | None = None) -> torch.Tensor:
-    """Augment a float batch N×C×H×W with pixel values in [0, 1]; returns a new tensor."""
-    n = x.shape[0]
+    """Augment a float batch N×C×H×W with pixel values in [0, 1] (on any device); returns a new tensor."""
+    n, dev = x.shape[0], x.device
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return torch.rand(n, generator=gen) * (hi - lo) + lo
@@ -42,12 +45,12 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator | No
     theta[:, 1, 1] = cos / scale
     theta[:, 0, 2] = tx
     theta[:, 1, 2] = ty
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(dev, x.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     if cfg.contrast or cfg.brightness:
-        c = uniform(1 - cfg.contrast, 1 + cfg.contrast).view(n, 1, 1, 1)
-        b = uniform(-cfg.brightness, cfg.brightness).view(n, 1, 1, 1)
+        c = uniform(1 - cfg.contrast, 1 + cfg.contrast).view(n, 1, 1, 1).to(dev)
+        b = uniform(-cfg.brightness, cfg.brightness).view(n, 1, 1, 1).to(dev)
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
         out = ((out - mean) * c + mean + b).clamp_(0, 1)
 

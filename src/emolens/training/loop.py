@@ -7,7 +7,8 @@ A run folder holds everything needed to understand and repeat a run::
     accuracy.png, loss.png   the curves of history.csv
     tb/           TensorBoard event files (``tensorboard --logdir runs``)
     train.log     what was printed, including skipped (unreadable) files
-    last.pt       model + optimiser + schedule + early-stopping state after the last finished epoch (``--resume``)
+    last.pt       model + optimiser + schedule + early-stopping + random-generator states after the last finished
+                  epoch (``--resume`` continues exactly as if the run had never stopped)
     best.pt       the weights with the best validation metric (``select``) so far
     model.onnx    the best weights exported with their metadata, ready for ``emolens predict``
 """
@@ -36,6 +37,11 @@ OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "step", "plateau", "constant")
 SELECT = ("accuracy", "macro_f1", "loss")
 PRECISIONS = ("bf16", "fp16", "fp32")
+DEVICES = ("auto", "cpu", "cuda")
+# Options that fix what last.pt holds (architecture, trainable parameters, optimiser state, data): a resumed run
+# must keep them; the others (epochs, lr, patience, device, precision ...) may change on --resume.
+RESUME_FIXED = ("model", "data", "train_split", "val_split", "split_seed", "split_fractions", "limit_per_class",
+                "val_limit_per_class", "mean", "std", "optimizer", "ema", "weights", "freeze", "unfreeze_last")
 
 
 @dataclass
@@ -70,7 +76,8 @@ class TrainConfig:
     select: str = "accuracy"  # the val metric that picks best.pt: accuracy | macro_f1 | loss
     mean: float | list[float] | None = None  # None = the model's default (0.5 gray; ImageNet's for transfer models)
     std: float | list[float] | None = None
-    precision: str = "bf16"  # bf16 | fp16 | fp32 (autocast)
+    precision: str = "bf16"  # bf16 | fp16 | fp32 (autocast; fp16 needs a GPU, bf16 on a GPU without it runs fp16)
+    device: str = "auto"  # auto (cuda when torch sees a GPU, else cpu) | cpu | cuda
     threads: int = 0  # 0 = torch's default
     seed: int = 0
     limit_per_class: int | None = None  # quick runs on a subset
@@ -97,7 +104,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         for name, allowed in (("optimizer", OPTIMIZERS), ("schedule", SCHEDULES), ("select", SELECT),
-                              ("precision", PRECISIONS), ("sampler", ("shuffle", "balanced"))):
+                              ("precision", PRECISIONS), ("sampler", ("shuffle", "balanced")), ("device", DEVICES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if self.class_weights not in (None, "balanced"):
@@ -133,21 +140,49 @@ class Logger:
         self.file.flush()
 
 
-def to_input(images: np.ndarray) -> torch.Tensor:
-    """uint8 N×H×W×C -> float N×C×H×W in [0, 1] (normalised later, after augmentation)."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> cuda when torch sees a GPU, else cpu; ``cuda`` without one is a ValueError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        build = f"CUDA {torch.version.cuda} build" if torch.version.cuda else "CPU-only build"
+        raise ValueError(f"device cuda: torch {torch.__version__} ({build}) sees no CUDA GPU; "
+                         "use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None = fp32, no autocast)."""
+    if precision == "fp32":
+        return None
+    if device.type == "cpu":
+        if precision == "fp16":  # CPU kernels emulate fp16: about 10x slower than bf16 there
+            raise ValueError("precision fp16 needs a GPU (on the CPU it is about 10x slower than bf16); "
+                             "use --precision bf16 or fp32 on the CPU, or --device cuda")
+        return torch.bfloat16
+    if precision == "bf16" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16  # fp16, or bf16 on a GPU without it: fp16 with a GradScaler
+
+
+def to_input(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 N×H×W×C on the CPU -> float N×C×H×W in [0, 1] on ``device`` (normalised later, after augmentation).
+    The batch travels as uint8 (4x less to copy), through pinned memory to a GPU, and is converted there."""
+    x = torch.from_numpy(images)
+    if device.type == "cuda":
+        x = x.pin_memory().to(device, non_blocking=True)
+    return x.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def normalise(x: torch.Tensor, cfg: TrainConfig) -> torch.Tensor:
     """(x - mean) / std per channel (a scalar mean/std applies to every channel), channels-last for speed."""
-    mean = torch.tensor(cfg.mean, dtype=x.dtype).reshape(1, -1, 1, 1)
-    std = torch.tensor(cfg.std, dtype=x.dtype).reshape(1, -1, 1, 1)
+    mean = torch.tensor(cfg.mean, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
+    std = torch.tensor(cfg.std, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-def autocast(cfg: TrainConfig):
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
-    return torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None)
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 def mix_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -162,7 +197,7 @@ def mix_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tuple[
     # Beta(a, a) from two Gammas, drawn with the run's generator so a resumed run repeats itself
     g1, g2 = torch._standard_gamma(torch.full((2,), float(alpha)), generator=gen).tolist()
     lam = g1 / (g1 + g2) if g1 + g2 > 0 else 1.0
-    perm = torch.randperm(len(x), generator=gen)
+    perm = torch.randperm(len(x), generator=gen).to(x.device)
     if kind == "mixup":
         return x * lam + x[perm] * (1 - lam), perm, lam
     h, w = x.shape[2:]
@@ -175,12 +210,14 @@ def mix_batch(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> tuple[
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig, batch: int = 512) -> torch.Tensor:
+def predict_logits(model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig, device: torch.device,
+                   dtype: torch.dtype | None, batch: int = 512) -> torch.Tensor:
+    """float32 logits on the CPU."""
     model.eval()
     outs = []
     for i in range(0, len(images), batch):
-        with autocast(cfg):
-            outs.append(model(normalise(to_input(images[i : i + batch]), cfg)).float())
+        with autocast(device, dtype):
+            outs.append(model(normalise(to_input(images[i : i + batch], device), cfg)).float().cpu())
     return torch.cat(outs)
 
 
@@ -231,6 +268,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     if cfg.mean is None or cfg.std is None:  # resolved here, so the written config states them
         cfg.mean = list(spec.mean) if cfg.mean is None else cfg.mean
         cfg.std = list(spec.std) if cfg.std is None else cfg.std
+    device = resolve_device(cfg.device)
+    dtype = amp_dtype(cfg.precision, device)
+    ck = _resume_checkpoint(out, cfg) if resume else None  # checked before anything in the run folder changes
     out.mkdir(parents=True, exist_ok=True)
     log = Logger(out / "train.log")
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -239,6 +279,8 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     random.seed(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    log(f"device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else "")
+        + f", autocast {str(dtype).removeprefix('torch.') if dtype else 'off (fp32)'}")
 
     # --- data
     t0 = time.time()
@@ -260,7 +302,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         f"classes {tr.classes}, decoded in {time.time() - t0:.1f}s")
 
     # --- model, loss and optimiser
-    model = build_model(cfg, len(tr.classes)).to(memory_format=torch.channels_last)
+    model = build_model(cfg, len(tr.classes)).to(device, memory_format=torch.channels_last)
     log(f"model: {cfg.model}, {count_params(model):,} parameters ({count_params(model, trainable=True):,} trainable)")
     if spec.transfer and not cfg.weights:
         log("note: no --weights given, so the base starts from random weights, not ImageNet")
@@ -275,22 +317,29 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     if cfg.class_weights == "balanced":  # as sklearn's compute_class_weight("balanced")
         loss_weight = torch.tensor(len(tr) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
         log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(tr.classes, loss_weight.tolist())))
+        loss_weight = loss_weight.to(device)
     opt = make_optimizer(model, cfg)
-    ema = _ema_model(model, cfg.ema) if cfg.ema else None
-    scaler = torch.amp.GradScaler("cpu", enabled=cfg.precision == "fp16")
+    ema = _ema_model(model, cfg.ema, device) if cfg.ema else None
+    judged = model if ema is None else ema.module  # the weights that are validated, kept and exported
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # fp16 (GPU only) needs loss scaling
     steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     state = {"epoch": -1, "step": 0, "best": None, "bad_epochs": 0, "lr_factor": 1.0, "best_val_loss": math.inf}
-    gen = torch.Generator().manual_seed(cfg.seed)
-    if resume and (out / "last.pt").exists():
-        ck = torch.load(out / "last.pt", weights_only=False)
+    gen = torch.Generator().manual_seed(cfg.seed)  # on the CPU: batch order, augmentation and mixing, any device
+    if ck is not None:
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         if ema is not None and "ema" in ck:
             ema.load_state_dict(ck["ema"])
-        gen.set_state(ck["generator"])
+        if "scaler" in ck:
+            scaler.load_state_dict(ck["scaler"])
+        _set_rng_states(ck.get("rng") or {"generator": ck["generator"]}, gen, device)
         state.update(ck["state"])
         _truncate_history(out / "history.csv", state["epoch"] + 1)  # drop rows of an epoch that never saved
+        best_record = state.get("best_record")
+        if best_record and best_record["epoch"] == state["epoch"] and _saved_epoch(out / "best.pt") != state["epoch"]:
+            # killed after last.pt and before best.pt: that epoch's weights are the best ones
+            _save_best(out / "best.pt", judged, cfg, tr.classes, best_record)
         log(f"resumed after epoch {state['epoch'] + 1} (best val {cfg.select} so far {state['best']})")
 
     history_path = out / "history.csv"
@@ -313,13 +362,13 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
         for b in range(steps_per_epoch):
             idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            x, pair, lam = mix_batch(augment_batch(to_input(tr.images[idx]), cfg.augment, gen), cfg, gen)
+            x, pair, lam = mix_batch(augment_batch(to_input(tr.images[idx], device), cfg.augment, gen), cfg, gen)
             x = normalise(x, cfg)
-            y = torch.from_numpy(tr.labels[idx])
+            y = torch.from_numpy(tr.labels[idx]).to(device, non_blocking=True)
             lr = lr_at(state["step"], total_steps, epoch, cfg) * state["lr_factor"]
             for g in opt.param_groups:
                 g["lr"] = lr
-            with autocast(cfg):
+            with autocast(device, dtype):
                 logits = model(x)
                 ce = dict(weight=loss_weight, label_smoothing=cfg.label_smoothing)
                 loss = F.cross_entropy(logits.float(), y, **ce)
@@ -340,8 +389,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         progress.close()
 
         # --- validation, bookkeeping
-        judged = model if ema is None else ema.module  # the weights that are validated, kept and exported
-        val_logits = predict_logits(judged, va.images, cfg)
+        val_logits = predict_logits(judged, va.images, cfg, device, dtype)
         yv = torch.from_numpy(va.labels)
         val_loss = F.cross_entropy(val_logits, yv).item()
         pred = val_logits.argmax(1).numpy()
@@ -360,8 +408,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
         improved = state["best"] is None or score > state["best"]
         if improved:
             state["best"], state["bad_epochs"] = score, 0
-            _save(out / "best.pt", model=judged.state_dict(), config=asdict(cfg), classes=tr.classes,
-                  epoch=epoch, val_acc=val_acc, val_macro_f1=val_f1, val_loss=val_loss)
+            state["best_record"] = dict(epoch=epoch, val_acc=val_acc, val_macro_f1=val_f1, val_loss=val_loss)
         else:
             state["bad_epochs"] += 1
         if cfg.schedule == "plateau":
@@ -374,9 +421,14 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
                     state["plateau_epochs"] = 0
                     log(f"val loss has not improved for {cfg.plateau_patience} epochs: learning rate x{cfg.gamma}")
         state["epoch"] = epoch
+        # last.pt first: once it says this epoch is done, the epoch is never re-run (a kill before best.pt is
+        # written is repaired on --resume from last.pt's weights); every generator's state, so a resumed run
+        # draws the same batches, augmentations and dropout masks as an uninterrupted one
         extra = {} if ema is None else {"ema": ema.state_dict()}
-        _save(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(), generator=gen.get_state(),
-              state=state, config=asdict(cfg), classes=tr.classes, **extra)
+        _save(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict(),
+              rng=_rng_states(gen, device), state=state, config=asdict(cfg), classes=tr.classes, **extra)
+        if improved:
+            _save_best(out / "best.pt", judged, cfg, tr.classes, state["best_record"])
         log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row[1]:.4f} acc {row[2]:.4f} | "
             f"val loss {val_loss:.4f} acc {val_acc:.4f} macro-F1 {val_f1:.4f}{' *' if improved else ''} | "
             f"{row[-1]:.0f}s")
@@ -389,17 +441,72 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     from .export import export_checkpoint
 
     onnx_path = export_checkpoint(out / "best.pt", out / "model.onnx")
-    best = torch.load(out / "best.pt", weights_only=False)
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     log(f"best val acc {best['val_acc']:.4f} (macro-F1 {best['val_macro_f1']:.4f}, epoch {best['epoch'] + 1}, "
         f"selected on {cfg.select}); exported {onnx_path}")
     return out
 
 
-def _ema_model(model: torch.nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel:
+def _resume_checkpoint(out: Path, cfg: TrainConfig) -> dict | None:
+    """last.pt of the run in ``out`` (None: nothing to resume, the run starts afresh), after checking that
+    ``cfg`` keeps every option the checkpoint depends on (RESUME_FIXED); ValueError names the first that changed."""
+    path = out / "last.pt"
+    if not path.exists():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+        saved = ck["config"]
+    except Exception as e:  # a foreign or truncated file: pickle, zip, key or runtime errors
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"--resume: {path} is not a readable emolens checkpoint ({why})") from None
+    new = asdict(cfg)
+    for key in RESUME_FIXED:
+        old, now = saved.get(key), new[key]
+        if key == "data" and old and now and Path(old).resolve() == Path(now).resolve():
+            continue
+        if old != now:
+            raise ValueError(f"--resume: {out} was trained with {key} {old!r}, not {now!r}; {key} cannot change "
+                             f"on resume (start a new run with another --out, or --init {path} to fine-tune)")
+    return ck
+
+
+def _rng_states(gen: torch.Generator, device: torch.device) -> dict:
+    """Every random number generator the loop draws from: the run's generator (batch order, augmentation,
+    mixing), torch's global one (dropout; CUDA's on a GPU), and numpy's and Python's (seeded at the start)."""
+    states = {"generator": gen.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+              "python": random.getstate()}
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _set_rng_states(states: dict, gen: torch.Generator, device: torch.device) -> None:
+    gen.set_state(states["generator"])
+    if "torch" in states:  # checkpoints written before the global states were saved have only the generator
+        torch.set_rng_state(states["torch"])
+        np.random.set_state(states["numpy"])
+        random.setstate(states["python"])
+    if "cuda" in states and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def _save_best(path: Path, judged: torch.nn.Module, cfg: TrainConfig, classes: list[str], record: dict) -> None:
+    """best.pt: the judged weights (on the CPU, whatever the training device), their config, classes and val metrics."""
+    weights = {k: v.detach().cpu() for k, v in judged.state_dict().items()}
+    _save(path, model=weights, config=asdict(cfg), classes=classes, **record)
+
+
+def _saved_epoch(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    return torch.load(path, map_location="cpu", weights_only=False).get("epoch")
+
+
+def _ema_model(model: torch.nn.Module, decay: float, device: torch.device) -> torch.optim.swa_utils.AveragedModel:
     """An exponential moving average of the weights and of the BatchNorm statistics (``use_buffers``)."""
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+    return AveragedModel(model, device=device, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
 
 
 def _macro_f1(y: np.ndarray, pred: np.ndarray, k: int) -> float:
