@@ -4,7 +4,7 @@
     emolens video IN.mp4 [--out OUT.mp4] [--csv FILE] [--plot FILE.png] [--every N] [--force]
     emolens webcam [--camera 0]
     emolens explain IMAGE [IMAGE ...] [--out DIR] [--label L] [--method occlusion|rise|gradcam] [--force]
-    emolens train --data ROOT [--config FILE] [--model NAME] [--epochs N] [--out RUN]   ([train] extra)
+    emolens train --data PATH [--config FILE] [--model NAME] [--epochs N] [--out RUN]   ([train] extra)
     emolens evaluate MODEL --data PATH [--split val] [--out DIR] [--force]              ([train] extra)
     emolens compare RUN_A RUN_B ... [--json]                                            ([train] extra)
     emolens calibrate MODEL --data PATH [--split val] [--out OUT.onnx]                  ([train] extra)
@@ -71,6 +71,49 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- train
+DATA_HELP = "FER2013 CSV, <split>/<class>/* folders or flat <class>/* folders"
+
+
+def _augment_options(pairs: list[str], current: object) -> dict:
+    """``--augment KEY=VALUE`` flags over the config's augment block (validated against AugmentConfig)."""
+    import dataclasses
+
+    from .training.augment import AugmentConfig
+
+    fields = {f.name: f.type for f in dataclasses.fields(AugmentConfig)}
+    aug = dict(current) if isinstance(current, dict) else {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or key not in fields:
+            raise CLIError(f"--augment {pair}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
+        value = value.strip().lower()
+        if fields[key] in (bool, "bool"):
+            if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+                raise CLIError(f"--augment {pair}: {key} is on or off (true/false)")
+            aug[key] = value in ("true", "1", "yes", "on")
+        else:
+            try:
+                aug[key] = float(value)
+            except ValueError:
+                raise CLIError(f"--augment {pair}: {key} takes a number") from None
+            if aug[key] < 0 or (key == "erase" and aug[key] > 1):
+                raise CLIError(f"--augment {pair}: {key} must be " + ("a probability in [0, 1]" if key == "erase"
+                                                                      else ">= 0"))
+    return aug
+
+
+def _run_config(out: Path) -> dict:
+    """The config.json of an existing run folder (the base of ``--resume``)."""
+    try:
+        base = json.loads((out / "config.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CLIError(f"--resume: cannot read {out / 'config.json'} ({e})") from None
+    if not isinstance(base, dict):
+        raise CLIError(f"--resume: {out / 'config.json'} is not an emolens run config")
+    return base
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     _need_training()
     from .training.loop import TrainConfig, train
@@ -91,6 +134,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise CLIError(f"--config {args.config}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(base, dict):
             raise CLIError(f"--config {args.config}: must hold a mapping of option names to values")
+    run_out = Path(args.out or base.get("out") or "runs/emolens")
+    if args.resume and (run_out / "config.json").is_file():  # continue the run as configured; flags still override
+        base = {**_run_config(run_out), **{k: v for k, v in base.items() if k != "out"}}
     overrides = {k: v for k, v in {
         "data": args.data, "out": args.out, "model": args.model, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "threads": args.threads,
@@ -100,19 +146,22 @@ def cmd_train(args: argparse.Namespace) -> int:
         "label_smoothing": args.label_smoothing, "mixup": args.mixup, "cutmix": args.cutmix, "ema": args.ema,
         "class_weights": args.class_weights, "sampler": args.sampler,
         "patience": args.patience, "select": args.select, "weights": args.weights, "freeze": args.freeze,
-        "unfreeze_last": args.unfreeze_last,
+        "unfreeze_last": args.unfreeze_last, "device": args.device,
     }.items() if v is not None}
     if args.no_augment:
         base["augment"] = {"hflip": False, "rotate": 0.0, "shift": 0.0, "zoom": 0.0, "shear": 0.0,
                            "brightness": 0.0, "contrast": 0.0, "erase": 0.0}
+    if args.augment:
+        base["augment"] = _augment_options(args.augment, base.get("augment"))
     base.update(overrides)
     if "data" not in base:
-        raise CLIError("give the dataset with --data ROOT (folders ROOT/train/<class>/*, ROOT/val/<class>/*)")
+        raise CLIError(f"give the dataset with --data PATH ({DATA_HELP})"
+                       + (f"; {run_out} holds no run config.json to resume" if args.resume else ""))
     try:
         cfg = TrainConfig.from_dict(base)
         run = train(cfg, resume=args.resume)
     except (TypeError, ValueError, FileNotFoundError, FileExistsError) as e:
-        raise CLIError(str(e)) from None
+        raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     print(f"run folder: {run}\nmodel: {run / 'model.onnx'}")
     return 0
 
@@ -408,9 +457,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
             method = GradCAM.from_checkpoint(args.checkpoint, tta_hflip=rec.classifier.meta.tta_hflip)
         except (ValueError, FileNotFoundError) as e:
             raise CLIError(str(e)) from None
-        if method.labels != rec.labels:
-            raise CLIError(f"--checkpoint {args.checkpoint}: its labels ({', '.join(method.labels)}) are not the "
-                           f"model's ({', '.join(rec.labels)}); give the checkpoint of --model")
+        try:
+            method.check_matches(rec.classifier)
+        except ValueError as e:
+            raise CLIError(f"--checkpoint {args.checkpoint}: {e}; give the checkpoint --model was exported "
+                           "from") from None
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out}: exists and is not a folder")
@@ -565,8 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("train", help="train a model on a folder dataset ([train] extra)")
-    p.add_argument("--data", help="dataset root with <split>/<class>/* folders")
+    p = sub.add_parser("train", help="train a model on FER2013 CSV or image folders ([train] extra)")
+    p.add_argument("--data", help=DATA_HELP + " (with --resume: the run's own)")
     p.add_argument("--config", help="YAML or JSON config (e.g. configs/seed003_cnn.yaml); flags override it")
     p.add_argument("--out", help="run folder to create (default runs/emolens)")
     p.add_argument("--model", help="architecture name (see `emolens models`)")
@@ -575,7 +626,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
-    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], help="autocast precision (default bf16)")
+    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"],
+                   help="autocast precision (default bf16; fp16 needs a GPU, where it uses loss scaling)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="where to train (default auto: cuda when torch sees a GPU, else cpu)")
     p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="default adamw (sgd: momentum 0.9)")
     p.add_argument("--schedule", choices=["cosine", "onecycle", "step", "plateau", "constant"],
                    help="learning-rate schedule (default cosine with warm-up = onecycle)")
@@ -594,10 +648,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="transfer models: freeze the pretrained base (default) or train it all (--no-freeze)")
     p.add_argument("--unfreeze-last", type=int, metavar="N", help="transfer models: train the base's last N blocks")
     p.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
+    p.add_argument("--augment", action="append", metavar="KEY=VALUE",
+                   help="set one augmentation (repeatable): hflip=true|false, rotate=DEG, shift=FRAC, zoom=FRAC, "
+                        "shear=DEG, brightness=D, contrast=D, erase=PROB (after --no-augment: only these)")
     p.add_argument("--train-split")
     p.add_argument("--val-split")
     p.add_argument("--limit-per-class", type=int, help="use only the first N images of each class (quick runs)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.pt with its config.json (flags override options "
+                        "that do not change the model or data, e.g. --epochs)")
     p.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights with a fresh schedule")
     p.set_defaults(func=cmd_train)
 

@@ -26,7 +26,9 @@ def find_report(path: str | os.PathLike, split: str | None = None) -> Path:
     if split:
         found = [f for f in found if _load(f).get("split") == split]
     if not found:
-        raise FileNotFoundError(f"{p}: no report.json here (run `emolens evaluate {p} --data DATA` first)")
+        what = f"evaluation of the {split} split" if split else "report.json"
+        raise FileNotFoundError(f"{p}: no {what} here (run `emolens evaluate {p} --data DATA"
+                                f"{f' --split {split}' if split else ''}` first)")
     return found[0]
 
 
