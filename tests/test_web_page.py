@@ -164,8 +164,9 @@ def write_y4m(path: Path, bgr, frames: int = 10) -> None:
 
 @pytest.mark.slow
 def test_webcam_live_mode(playwright_driver, photos_dir, tmp_path):
-    """Live mode with chromium's fake camera playing a real portrait: frames go to the API one after
-    another and the face box, list and chart follow."""
+    """Live mode with chromium's fake camera playing a real portrait, on a server with the default settings
+    (photos: the accurate haar detector): frames go to the API one after another with ?detector=haar-fast, at
+    several frames per second, and the face box, list and chart follow."""
     from playwright.sync_api import expect
 
     photo = cv2.imread(str(photos_dir / "portrait_obama.jpg"))
@@ -174,9 +175,11 @@ def test_webcam_live_mode(playwright_driver, photos_dir, tmp_path):
     write_y4m(y4m, frame)
     fake = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
             f"--use-file-for-fake-video-capture={y4m}")
-    with serve_subprocess(["--detector", "haar-fast"], log_path=tmp_path / "server.log") as server, \
+    with serve_subprocess([], log_path=tmp_path / "server.log") as server, \
             chromium(playwright_driver, tmp_path / "profile", fake) as ctx:
         page = ctx.new_page()
+        posts: list[str] = []
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
         page.goto(server.url + "/")
         page.wait_for_selector("#model-info dd")
         page.click("#mode-webcam")
@@ -188,7 +191,9 @@ def test_webcam_live_mode(playwright_driver, photos_dir, tmp_path):
         page.wait_for_timeout(3000)
         fps = float(page.inner_text("#status").split("·")[1].split()[0])
         print(f"webcam live mode: {fps} frames/s")
-        assert fps > 0.5
+        assert fps >= 3  # "several frames per second"; measured 9-11 on 2 shared cores (haar: ~0.9 s a frame)
+        assert posts and all(u.endswith("/v1/predict?detector=haar-fast") for u in posts), posts[:3]
+        assert "live: haar-fast" in page.inner_text("#model-info")
         page.screenshot(path=str(tmp_path / "web_page_webcam.png"))
         page.click("#mode-upload")  # leaving live mode stops the camera
         assert page.locator("#video").is_hidden()
@@ -196,3 +201,23 @@ def test_webcam_live_mode(playwright_driver, photos_dir, tmp_path):
                              "document.getElementById('video').srcObject.getTracks()"
                              ".every(t => t.readyState === 'ended')")
         page.close()
+
+
+@pytest.mark.slow
+def test_api_docs_work_offline(browser_context, tmp_path):
+    """/docs (Swagger UI) renders from files this server serves: nothing is fetched from outside."""
+    requests: list[str] = []
+    with serve_subprocess(["--concurrency", "1"], env={"EMOLENS_API_KEY": "docs-key"},
+                          log_path=tmp_path / "server.log") as server:
+        page = browser_context.new_page()
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(server.url + "/docs")
+        page.wait_for_selector(".swagger-ui .opblock-summary-path", timeout=30_000)
+        paths = page.locator(".opblock-summary-path").all_inner_texts()
+        assert {"/v1/predict", "/v1/predict/batch", "/v1/model", "/health"} <= {p.strip() for p in paths}, paths
+        page.click(".btn.authorize")  # the X-API-Key scheme is declared: Swagger's "Authorize" dialog offers it
+        page.wait_for_selector(".auth-container", timeout=10_000)
+        assert "X-API-Key" in page.inner_text(".auth-container")
+        page.screenshot(path=str(tmp_path / "docs.png"))
+        page.close()
+    assert requests and all(u.startswith((server.url, "data:", "blob:")) for u in requests), requests

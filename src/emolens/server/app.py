@@ -6,8 +6,8 @@ body streams in, not only from ``Content-Length``) and in pixels (checked from t
 before decoding, by :func:`emolens.imageio.decode_bytes`); content is checked by decoding it, never
 by file name or declared type. Every error is a JSON body ``{"error": {"code", "message"}}`` with a
 4xx status; an unexpected failure is logged and answered without a stack trace (in a batch, as that
-image's error). The docs pages (``/docs``, ``/redoc``) use Swagger UI and ReDoc files shipped with
-``fastapi-offline``: nothing is fetched from outside this server.
+image's error). The docs page (``/docs``) uses the Swagger UI files shipped with ``fastapi-offline``:
+nothing is fetched from outside this server (there is no ``/redoc``: ReDoc loads its logo from a CDN).
 """
 
 from __future__ import annotations
@@ -364,12 +364,13 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         yield
         service.pool.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPIOffline(  # FastAPI whose /docs and /redoc use Swagger UI / ReDoc files from the package, no CDN
+    app = FastAPIOffline(  # FastAPI whose /docs uses Swagger UI files from the package, no CDN
         title="emolens",
         version=__version__,
         summary="Facial emotion recognition: find every face, classify its emotion.",
         lifespan=lifespan,
         swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from validator.swagger.io
+        redoc_url=None,
     )
     app.state.service = service
     app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes)
