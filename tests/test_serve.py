@@ -512,3 +512,42 @@ def test_cli_refuses_bad_numbers_in_one_line():
             assert r.returncode == 2 and "Traceback" not in r.stderr
             assert r.stderr.strip().splitlines()[-1] == f"emolens serve: error: argument {flag}: must be at least 1, " \
                                                         f"got {value}", r.stderr
+
+
+def test_dockerfile_start_and_health_check_use_the_same_port(tmp_path):
+    """The Dockerfile's ENTRYPOINT and HEALTHCHECK, run outside Docker (no engine here) as written, except on
+    127.0.0.1 instead of 0.0.0.0: both follow $PORT, and flags given after the image name are passed on."""
+    import os
+    import shlex
+    import time
+
+    from emolens.server.launch import free_port
+
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = text.splitlines()
+    entry = json.loads(next(x for x in lines if x.startswith("ENTRYPOINT "))[len("ENTRYPOINT "):])
+    health = json.loads(next(x for x in lines if x.startswith("HEALTHCHECK ")).split(" CMD ", 1)[1])
+    assert "ENV" in text and "PORT=8000" in text and "8000" not in " ".join(entry + health)
+    assert entry[:2] == ["sh", "-c"] and "--host 0.0.0.0" in entry[2]
+    entry[2] = entry[2].replace("--host 0.0.0.0", "--host 127.0.0.1")  # loopback only in tests
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    health[0] = sys.executable if health[0] == "python" else health[0]
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([*entry, "--concurrency", "1", "--max-batch", "3"], env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while subprocess.run(health, env=env, capture_output=True, timeout=30).returncode != 0:
+            assert proc.poll() is None, (tmp_path / "server.log").read_text()
+            assert time.monotonic() < deadline, f"no health within 90 s: {shlex.join(entry)}"
+            time.sleep(0.5)
+        srv = type("Srv", (), {"url": f"http://127.0.0.1:{port}"})
+        st, m, _ = call(srv, "GET", "/v1/model")
+        assert st == 200 and m["limits"]["max_batch"] == 3 and m["limits"]["concurrency"] == 1  # flags passed on
+        wrong = {**env, "PORT": str(free_port())}
+        assert subprocess.run(health, env=wrong, capture_output=True, timeout=30).returncode != 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
