@@ -3,9 +3,10 @@
     python benchmarks/serve_load.py [--clients 8] [--requests 1000] [--photo PATH] [--detector haar-fast]
                                     [--concurrency 2] [-- extra emolens serve flags]
 
-Starts the server as a child process with the same command as `emolens serve` (loopback, a free port),
-sends a few warm-up requests, then `--clients` threads, each with its own keep-alive connection, send
-`--requests` POST /v1/predict requests each (raw JPEG body; default 8 x 1,000 = 8,000 requests).
+Starts the server as a child process with the same command as `emolens serve` (loopback, a free port; its
+default detector unless the extra flags say otherwise), sends a few warm-up requests, then `--clients`
+threads, each with its own keep-alive connection, send `--requests` POST /v1/predict?detector=NAME requests
+each (raw JPEG body; default 8 x 1,000 = 8,000 requests; `--detector default`: no ?detector=, the server's own).
 Prints requests/s, latency p50/p90/p99/max, errors (anything but a 200 with the expected number of
 faces), and the server's resident memory (RSS, from /proc) after start-up, after the warm-up and after the run.
 
@@ -54,7 +55,7 @@ class Client(threading.Thread):
                  total: int) -> None:
         super().__init__(daemon=True)
         u = urlsplit(url)
-        self.host, self.port = u.hostname, u.port
+        self.host, self.port, self.path = u.hostname, u.port, u.path + (f"?{u.query}" if u.query else "")
         self.body, self.faces, self.counter, self.lock, self.total = body, faces, counter, lock, total
         self.latencies: list[float] = []
         self.errors: list[str] = []
@@ -72,7 +73,7 @@ class Client(threading.Thread):
         while self.take():
             t = time.perf_counter()
             try:
-                conn.request("POST", "/v1/predict", body=self.body, headers=headers)
+                conn.request("POST", self.path, body=self.body, headers=headers)
                 r = conn.getresponse()
                 raw = r.read()
                 ms = (time.perf_counter() - t) * 1000
@@ -110,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=1000, help="requests per client")
     ap.add_argument("--photo", type=Path, default=PHOTO)
-    ap.add_argument("--detector", default="haar-fast", help="server face detector (default: haar-fast)")
+    ap.add_argument("--detector", default="haar-fast",
+                    help="the detector each request asks for, ?detector= (default: haar-fast; 'default': none)")
     ap.add_argument("--concurrency", type=int, default=os.cpu_count() or 1, help="server inference concurrency")
     ap.add_argument("--warmup", type=int, default=16)
     ap.add_argument("serve_args", nargs="*", help="more `emolens serve` flags (after --)")
@@ -118,23 +120,26 @@ def main(argv: list[str] | None = None) -> int:
     if not args.photo.is_file():
         ap.error(f"{args.photo}: no such photo (give one with --photo)")
     body = args.photo.read_bytes()
-    serve_args = ["--detector", args.detector, "--concurrency", str(args.concurrency), *args.serve_args]
-    print(f"emolens serve {' '.join(serve_args)}; photo {args.photo.name} ({len(body) / 1024:.0f} KB); "
+    serve_args = ["--concurrency", str(args.concurrency), *args.serve_args]
+    query = "" if args.detector == "default" else f"?detector={args.detector}"
+    print(f"emolens serve {' '.join(serve_args)}; POST /v1/predict{query}; photo {args.photo.name} "
+          f"({len(body) / 1024:.0f} KB); "
           f"{args.clients} clients x {args.requests} requests; {os.cpu_count()} CPU cores", flush=True)
     with serve_subprocess(serve_args) as server:
         pid = server.process.pid
         rss_start = rss_mb(pid)
-        lat, errs, _ = run_load(server.url, body, min(args.clients, args.warmup), args.warmup, None)
+        url = server.url + "/v1/predict" + query
+        lat, errs, _ = run_load(url, body, min(args.clients, args.warmup), args.warmup, None)
         if errs:
             print(f"warm-up failed: {errs[0]}", file=sys.stderr)
             return 1
         conn = http.client.HTTPConnection(*urlsplit(server.url).netloc.split(":"), timeout=60)
-        conn.request("POST", "/v1/predict", body=body, headers={"Content-Type": "image/jpeg"})
+        conn.request("POST", "/v1/predict" + query, body=body, headers={"Content-Type": "image/jpeg"})
         faces = len(json.loads(conn.getresponse().read())["faces"])
         conn.close()
         rss_before = rss_mb(pid)
         total = args.clients * args.requests
-        lat, errs, wall = run_load(server.url, body, args.clients, total, faces)
+        lat, errs, wall = run_load(url, body, args.clients, total, faces)
         rss_after = rss_mb(pid)
     lat.sort()
     rps = len(lat) / wall
