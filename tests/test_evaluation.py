@@ -105,7 +105,8 @@ def test_compare_puts_runs_side_by_side(bundled_eval, fer_root, tmp_path, capsys
     assert [r["n"] for r in rows] == [84, 28] and rows[0]["params"] == rows[1]["params"]
 
 
-@pytest.mark.parametrize("case", ["no-model", "no-split", "foreign-classes", "bad-report"])
+@pytest.mark.parametrize("case", ["no-model", "no-split", "foreign-classes", "bad-report", "never-evaluated",
+                                  "other-split-only"])
 def test_bad_input_gets_one_line_errors(case, fer_root, tmp_path, capsys):
     if case == "no-model":
         args = ["evaluate", str(tmp_path / "nope.onnx"), "--data", str(fer_root)]
@@ -119,6 +120,18 @@ def test_bad_input_gets_one_line_errors(case, fer_root, tmp_path, capsys):
             (tmp_path / "d" / "val" / c / "x.png").write_bytes(b"")
         args = ["evaluate", "default", "--data", str(tmp_path / "d")]
         expected = "['thinking'] are not in the model's label set"
+    elif case == "never-evaluated":  # a run folder as training leaves it
+        run = tmp_path / "run"
+        run.mkdir()
+        for name in ("config.json", "history.csv", "best.pt", "model.onnx"):
+            (run / name).write_bytes(b"x")
+        args = ["compare", str(run)]
+        expected = f"{run}: no report.json here (run `emolens evaluate {run} --data DATA` first)"
+    elif case == "other-split-only":
+        (tmp_path / "run" / "eval-val").mkdir(parents=True)
+        (tmp_path / "run" / "eval-val" / "report.json").write_text('{"split": "val", "accuracy": 1, "per_class": {}}')
+        args = ["compare", "--split", "test", str(tmp_path / "run")]
+        expected = "no evaluation of the test split here (run `emolens evaluate"
     else:
         (tmp_path / "report.json").write_text('{"hello": 1}')
         args = ["compare", str(tmp_path / "report.json")]

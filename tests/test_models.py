@@ -174,7 +174,7 @@ def test_per_channel_imagenet_normalisation_in_onnx_equals_pytorch(tmp_path, pho
     rgb = cv2.cvtColor(cv2.resize(bgr, (96, 96), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
     cfg = TrainConfig(data="x", model="mobilenet_v2", mean=list(spec.mean), std=list(spec.std))
     with torch.no_grad():
-        ref = torch.softmax(model(normalise(to_input(rgb[None]), cfg)), 1).numpy()
+        ref = torch.softmax(model(normalise(to_input(rgb[None], torch.device("cpu")), cfg)), 1).numpy()
     assert np.allclose(clf.predict_proba([bgr]), ref, atol=1e-4)
 
 

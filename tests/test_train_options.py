@@ -1,11 +1,12 @@
 """Training options on a tiny real subset of FER2013 (20 images per class, 48 px): optimisers, schedules,
-imbalance handling, early stopping, best-checkpoint selection, precision, resume after a real kill,
-YAML configs and the errors a bad config gets."""
+imbalance handling, early stopping, best-checkpoint selection, precision and device, resume after a real kill
+(which must repeat the uninterrupted run exactly), YAML configs and the errors a bad config gets."""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,7 +19,8 @@ torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 
 from emolens.cli import main  # noqa: E402
-from emolens.training.loop import TrainConfig, lr_at, train  # noqa: E402
+from emolens.training.augment import AugmentConfig, augment_batch  # noqa: E402
+from emolens.training.loop import TrainConfig, lr_at, mix_batch, normalise, resolve_device, train  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"limit_per_class": 20, "batch_size": 32, "threads": 2, "model": "vgg_s"}
@@ -51,9 +53,9 @@ def _run(fer_root, tmp_path, name="run", **kw) -> Path:
 @pytest.mark.parametrize("options", [
     {"optimizer": "sgd", "nesterov": True, "lr": 0.01, "schedule": "step", "step_size": 1, "gamma": 0.5},
     {"optimizer": "adam", "schedule": "plateau", "plateau_patience": 1, "precision": "fp32", "label_smoothing": 0.0},
-    {"optimizer": "adamw", "schedule": "constant", "precision": "fp16", "select": "loss",
+    {"optimizer": "adamw", "schedule": "constant", "precision": "bf16", "device": "cpu", "select": "loss",
      "augment": {"hflip": False, "rotate": 0, "shift": 0, "zoom": 0, "erase": 0, "shear": 5.0}},
-], ids=["sgd-step", "adam-plateau-fp32", "adamw-constant-fp16"])
+], ids=["sgd-step", "adam-plateau-fp32", "adamw-constant-bf16-cpu"])
 def test_optimiser_schedule_and_precision_options_train_and_log(fer_root, tmp_path, options):
     run = _run(fer_root, tmp_path, epochs=2, **options)
     rows = _history(run)
@@ -105,12 +107,22 @@ def test_early_stopping_and_best_checkpoint_on_the_chosen_metric(fer_root, tmp_p
     assert best["epoch"] + 1 == int(rows[f1.index(max(f1))]["epoch"])
 
 
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr")
+
+
 @pytest.mark.slow
-def test_resume_after_the_process_is_killed_mid_epoch(fer_root, tmp_path):
+def test_resume_after_a_kill_mid_epoch_repeats_the_uninterrupted_run(fer_root, tmp_path):
+    """Killed with SIGKILL inside epoch 2 and resumed with only --out and --resume (the run's config.json
+    supplies the rest): the history equals an uninterrupted run's, number for number (vgg_s has dropout, so
+    this needs torch's global generator restored as well as the run's own)."""
+    cmd = [sys.executable, "-m", "emolens", "train", "--data", str(fer_root), "--limit-per-class", "30",
+           "--batch-size", "8", "--threads", "1", "--epochs", "3", "--model", "vgg_s", "--device", "cpu"]
+    whole = subprocess.run(cmd + ["--out", str(tmp_path / "whole")], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+    assert whole.returncode == 0, whole.stderr
     run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "emolens", "train", "--data", str(fer_root), "--out", str(run),
-           "--limit-per-class", "60", "--batch-size", "16", "--threads", "1", "--epochs", "3", "--model", "vgg_s"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd + ["--out", str(run)], cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 120
         while not (run / "last.pt").exists() and time.time() < deadline and proc.poll() is None:
@@ -125,11 +137,97 @@ def test_resume_after_the_process_is_killed_mid_epoch(fer_root, tmp_path):
             proc.kill()
     assert not (run / "model.onnx").exists()
     assert [r["epoch"] for r in _history(run)] == ["1"]
-    done = subprocess.run(cmd + ["--resume"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "emolens", "train", "--out", str(run), "--resume"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert [r["epoch"] for r in _history(run)] == ["1", "2", "3"]
     assert "resumed after epoch 1" in (run / "train.log").read_text()
     assert (run / "model.onnx").is_file()
+    resumed, uninterrupted = _history(run), _history(tmp_path / "whole")
+    assert [r["epoch"] for r in resumed] == ["1", "2", "3"]
+    for a, b in zip(resumed, uninterrupted):
+        assert [float(a[c]) for c in HISTORY_COLUMNS] == pytest.approx([float(b[c]) for c in HISTORY_COLUMNS],
+                                                                       rel=1e-6, abs=1e-6), a["epoch"]
+    best, best_whole = (torch.load(r / "best.pt", weights_only=False) for r in (run, tmp_path / "whole"))
+    assert best["epoch"] == best_whole["epoch"] and best["val_acc"] == best_whole["val_acc"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(fer_root, tmp_path_factory) -> Path:
+    """A finished 1-epoch run; tests copy it before changing it."""
+    return train(TrainConfig.from_dict({"data": str(fer_root), "out": str(tmp_path_factory.mktemp("t") / "run"),
+                                        **TINY, "limit_per_class": 8, "epochs": 1}))
+
+
+@pytest.mark.slow
+def test_resume_refuses_another_architecture_before_touching_the_run(tiny_run, tmp_path, capsys):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "2", "--model", "seed003_cnn"]) == 2
+    err = capsys.readouterr().err
+    assert "was trained with model 'vgg_s', not 'seed003_cnn'" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()} == before
+
+
+@pytest.mark.slow
+def test_a_kill_between_last_pt_and_best_pt_is_repaired_on_resume(tiny_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    (run / "best.pt").unlink()  # last.pt says epoch 1 is done (and best); best.pt never got written
+    (run / "model.onnx").unlink()
+    assert main(["train", "--out", str(run), "--resume"]) == 0
+    best, last = (torch.load(run / name, weights_only=False) for name in ("best.pt", "last.pt"))
+    assert best["epoch"] == 0 and best["val_acc"] == pytest.approx(float(_history(run)[0]["val_acc"]), abs=1e-5)
+    assert all(torch.equal(best["model"][k], v) for k, v in last["model"].items())
+    assert (run / "model.onnx").is_file() and [r["epoch"] for r in _history(run)] == ["1"]
+
+
+def test_device_auto_picks_what_torch_sees():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--device", "cuda"], "device cuda: torch"),
+    (["--precision", "fp16", "--device", "cpu"], "precision fp16 needs a GPU"),
+    (["--augment", "flip=true"], "--augment flip=true: expected KEY=VALUE with KEY one of hflip, rotate"),
+    (["--augment", "erase=2"], "erase must be a probability in [0, 1]"),
+    (["--augment", "rotate=lots"], "rotate takes a number"),
+])
+def test_device_precision_and_augment_flags_get_a_one_line_error(fer_root, tmp_path, capsys, flags, message):
+    if "cuda" in flags and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["train", "--data", str(fer_root), "--out", str(tmp_path / "never"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "never").exists()
+
+
+@pytest.mark.slow
+def test_augment_flags_reach_the_run_config(fer_root, tmp_path):
+    out = tmp_path / "aug"
+    assert main(["train", "--data", str(fer_root), "--out", str(out), "--limit-per-class", "4", "--epochs", "1",
+                 "--threads", "2", "--no-augment", "--augment", "rotate=15", "--augment", "hflip=yes"]) == 0
+    config = json.loads((out / "config.json").read_text())
+    assert config["augment"] == {**{k: 0.0 for k in config["augment"]}, "hflip": True, "rotate": 15.0}
+    assert config["device"] == "auto"
+    if not torch.cuda.is_available():
+        assert "device: cpu, autocast bfloat16" in (out / "train.log").read_text()
+
+
+def test_augmentation_and_mixing_stay_on_the_batch_device():
+    """On the meta device any CPU tensor mixed into the batch's arithmetic raises: the warp, contrast, erasing,
+    mixing and normalisation all run where the batch is (a GPU in training), only the draws are on the CPU."""
+    x = torch.rand(6, 1, 48, 48, device="meta")
+    gen = torch.Generator().manual_seed(0)
+    out = augment_batch(x, AugmentConfig(shear=5.0, erase=1.0), gen)
+    assert out.device.type == "meta" and out.shape == x.shape
+    cfg = TrainConfig(data="x", mixup=0.2, cutmix=1.0, mean=[0.5], std=[0.5])
+    for _ in range(4):
+        mixed, pair, lam = mix_batch(out, cfg, gen)
+        assert mixed.device.type == "meta" and pair.device.type == "meta" and 0 <= lam <= 1
+    assert normalise(out, cfg).device.type == "meta"
 
 
 @pytest.mark.slow
