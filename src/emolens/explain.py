@@ -4,12 +4,22 @@ Model-agnostic and torch-free: the face crop is perturbed (parts of it replaced 
 and the ONNX model is asked again, in one batched run, how likely the explained emotion still is.
 
 ``occlusion`` (default)
-    A square patch (a quarter of the crop's side) slides over the crop; a pixel's heat is the mean
-    drop of the label's probability over the patches that hide it. 49 patch positions.
+    Square patches of two sizes (a quarter of the crop's side at 7×7 places and half of it at 5×5
+    places) slide over the crop; a pixel's heat is the mean drop of the label's log-odds
+    (``log p − log(1 − p)``) over the patches that hide it, averaged over both sizes. Log-odds, not
+    probability, so a very confident face (p ≈ 0.9+, where hiding anything moves p by only a
+    hundredth) still gives a map; the half-crop patches catch evidence that is spread over the
+    face (a smile with smiling eyes survives any one small patch). A patch whose hiding *raises*
+    the label's odds counts as 0 (the map shows what speaks for the label); the map is scaled to
+    [0, 1] by its maximum.
 ``rise``
     RISE-style sensitivity (Petsiuk et al. 2018): random smooth masks hide about half the crop each;
     a pixel's heat is how much higher the label's probability is when the pixel is visible than
     when it is hidden. Less blocky, needs more model calls for the same noise level.
+
+Large crops cost no more than small ones: the blurred copy is made on a crop of at most
+:data:`WORK_SCALE` × the model's input side and scaled back, the masks live in a grid the size of
+the model's input, and the map is upscaled to the crop only at the end.
 
 Both explain what the model really sees: the perturbations are applied once in a working grid
 over the largest crop the model's test-time augmentation uses, and every TTA view (crop scales,
@@ -47,6 +57,13 @@ Method = str | Callable[[np.ndarray, str], np.ndarray]
 PANEL_SIDE = 240
 """Height in pixels of :meth:`Explanation.panel` (tiles are scaled to it)."""
 
+WORK_SCALE = 4
+"""The blurred fill of hidden regions is computed on the crop scaled down to at most this many times
+the model's input side (× its largest TTA scale): the model sees 48 px, so more is wasted time."""
+
+OCCLUSION_PATCHES = ((0.25, 7), (0.5, 5))
+"""Occlusion: (patch side / crop side, places per row) of each patch size; 49 + 25 = 74 model inputs."""
+
 
 @dataclass
 class Explanation:
@@ -71,12 +88,14 @@ class Explanation:
         return overlay(self.crop, self.heatmap)
 
     def panel(self) -> np.ndarray:
-        """crop | overlay | top-3 probabilities, BGR uint8, :data:`PANEL_SIDE` pixels high."""
+        """crop | overlay | top-3 probabilities (and the explained emotion's, when it is not among
+        them), BGR uint8, :data:`PANEL_SIDE` pixels high; the image tiles carry small captions."""
         side = PANEL_SIDE
         interp = cv2.INTER_AREA if self.crop.shape[0] > side else cv2.INTER_CUBIC
         crop = cv2.resize(self.crop, (side, side), interpolation=interp)
         heat = cv2.resize(self.heatmap, (side, side), interpolation=cv2.INTER_LINEAR)
-        return np.hstack([crop, overlay(crop, heat), _bars(self.face, self.label, self.method, side)])
+        return np.hstack([_caption(crop, "face crop"), _caption(overlay(crop, heat), f"map of {self.label}"),
+                          _bars(self.face, self.label, self.method, side)])
 
 
 def overlay(crop: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
@@ -86,17 +105,38 @@ def overlay(crop: np.ndarray, heatmap: np.ndarray) -> np.ndarray:
     return np.uint8(np.clip(crop.astype(np.float32) * (1 - alpha) + colour * alpha + 0.5, 0, 255))
 
 
+def _caption(tile: np.ndarray, text: str) -> np.ndarray:
+    """The tile with ``text`` in white on a dark strip along its top edge."""
+    out = tile.copy()
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    (w, h), _ = cv2.getTextSize(text, font, 0.45, 1)
+    strip = out[: h + 10, : w + 10]
+    strip[:] = (strip.astype(np.float32) * 0.4).astype(np.uint8)
+    cv2.putText(out, text, (5, h + 5), font, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def bar_entries(face: Face, label: str) -> list[tuple[str, float]]:
+    """The emotions :meth:`Explanation.panel` shows: the three most probable, then the explained one if it
+    is not among them."""
+    ranked = sorted(face.scores.items(), key=lambda kv: kv[1], reverse=True)[:3]
+    if label not in dict(ranked):
+        ranked.append((label, face.scores[label]))
+    return ranked
+
+
 def _bars(face: Face, label: str, method: str, side: int) -> np.ndarray:
-    """A tile listing the three most probable emotions as bars, and what the map explains."""
+    """A tile listing the three most probable emotions as bars (plus the explained one when it is not
+    among them), and what the map explains (marked ``<``)."""
     tile = np.full((side, int(side * 1.25), 3), 255, np.uint8)
     w = tile.shape[1]
     font = cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(tile, f"map: {label} ({method})", (8, 22), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    ranked = sorted(face.scores.items(), key=lambda kv: kv[1], reverse=True)[:3]
-    row = (side - 40) // 3
+    ranked = bar_entries(face, label)
+    row = (side - 40) // len(ranked)
     for i, (name, p) in enumerate(ranked):
         y = 40 + i * row
-        text = f"{name} {p:.0%}" + ("  <" if name == label else "")
+        text = f"{name} {p:.0%}" + ("  < map" if name == label else "")
         cv2.putText(tile, text, (8, y + 16), font, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.rectangle(tile, (8, y + 24), (w - 8, y + 24 + row // 3), (225, 225, 225), cv2.FILLED)
         cv2.rectangle(tile, (8, y + 24), (8 + round((w - 16) * p), y + 24 + row // 3), colour_for(name), cv2.FILLED)
@@ -128,7 +168,7 @@ class _Views:
         scales = meta.tta_scales or [1.0]
         top = max(scales)
         self.grid = max(16, round(meta.input_size * top))
-        fill = _blurred(crop)
+        fill = _blurred(crop, max(16, round(WORK_SCALE * meta.input_size * top)))
         side = crop.shape[0]
         self.x: list[np.ndarray] = []  # per view: 1×C×S×S input
         self.b: list[np.ndarray] = []  # per view: the same of the blurred crop
@@ -154,10 +194,22 @@ class _Views:
         return (out / len(self.x)).astype(np.float32)
 
 
-def _blurred(crop: np.ndarray) -> np.ndarray:
-    """The crop with its features blurred away (what a hidden region is replaced by)."""
-    sigma = max(1.0, crop.shape[0] / 8)
-    return cv2.GaussianBlur(crop, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+def _blurred(crop: np.ndarray, work: int | None = None) -> np.ndarray:
+    """The crop with its features blurred away (what a hidden region is replaced by), the crop's size.
+
+    The blur is a Gaussian of σ = side / 8, so its cost grows with the cube of the side: a crop
+    larger than ``work`` pixels is blurred at ``work`` pixels and scaled back (the result is smooth,
+    so nothing is lost; the model sees the crop at its input size anyway)."""
+    h, w = crop.shape[:2]
+    small = crop
+    if work is not None and max(h, w) > work:
+        small = cv2.resize(crop, (max(1, round(w * work / max(h, w))), max(1, round(h * work / max(h, w)))),
+                           interpolation=cv2.INTER_AREA)
+    sigma = max(1.0, small.shape[0] / 8)
+    blurred = cv2.GaussianBlur(small, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    if small is crop:
+        return blurred
+    return cv2.resize(blurred, (w, h), interpolation=cv2.INTER_LINEAR).reshape(crop.shape)
 
 
 def _resize_masks(masks: np.ndarray, a: float, b: float, size: int) -> np.ndarray:
@@ -221,11 +273,17 @@ def saliency(
     views = _Views(classifier, crop)
     g = views.grid
     if method == "occlusion":
-        masks = occlusion_masks(g)
-        base = views.proba(np.zeros((1, g, g), np.float32))[0, label]
-        drop = base - views.proba(masks)[:, label]
-        cover = masks.sum(axis=0)
-        heat = np.tensordot(drop, masks, axes=1) / np.maximum(cover, 1e-6)
+        base = log_odds(views.proba(np.zeros((1, g, g), np.float32))[:, label])[0]
+        maps = []
+        for patch, steps in OCCLUSION_PATCHES:
+            masks = occlusion_masks(g, patch, steps)
+            # a patch whose hiding raises the odds is no evidence for the label: it counts as 0, so it
+            # does not cancel the evidence of an overlapping patch (the smile under the central patch)
+            drop = np.maximum(base - log_odds(views.proba(masks)[:, label]), 0)
+            maps.append(np.tensordot(drop, masks, axes=1) / np.maximum(masks.sum(axis=0), 1e-6))
+        heat = np.mean(maps, axis=0)
+        peak = float(heat.max())
+        heat = heat / peak if peak > 1e-9 else np.zeros_like(heat)
     else:
         masks = rise_masks(g, seed=seed)
         score = views.proba(masks)[:, label]
@@ -233,9 +291,15 @@ def saliency(
         heat = np.tensordot(score, keep, axes=1) / np.maximum(keep.sum(0), 1e-6) - np.tensordot(
             score, masks, axes=1
         ) / np.maximum(masks.sum(0), 1e-6)
-    heat = normalise(heat)
+        heat = normalise(heat)
     heat = cv2.resize(heat, (crop.shape[1], crop.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.clip(heat[:h, :w], 0, 1).astype(np.float32)
+
+
+def log_odds(p: np.ndarray) -> np.ndarray:
+    """``log p − log(1 − p)`` (float64, p clipped to [1e-7, 1 − 1e-7])."""
+    p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
 
 
 def normalise(heat: np.ndarray) -> np.ndarray:
@@ -309,23 +373,32 @@ def output_files(explanations: list[Explanation], source: str | os.PathLike, out
 
 
 def write_files(files: list[tuple[Path, np.ndarray]], *, force: bool = False) -> list[Path]:
-    """Write PNGs, all or nothing checked first: FileExistsError for a path that exists (unless
-    ``force``) or that two outputs share (two inputs with the same name)."""
+    """Write PNGs, all or nothing checked first: FileExistsError for a path that exists with other
+    content (unless ``force``) or that two outputs share (two inputs with the same name).
+
+    A file that already holds exactly the PNG to be written is left as it is (not a conflict): e.g.
+    the crop, which does not depend on ``--label`` or ``--method``, when a face is explained again
+    into the same folder. Returns the paths written (those left alone are not in it)."""
     seen: set[Path] = set()
-    for path, _ in files:
+    encoded: list[tuple[Path, bytes]] = []
+    for path, image in files:
         if path in seen:
             raise FileExistsError(f"{path}: two inputs would write this file (same file name); explain them apart")
         seen.add(path)
-        if path.exists() and not force:
-            raise FileExistsError(f"{path} already exists; pass --force to replace it, or give another --out")
-    written = []
-    for path, image in files:
-        path.parent.mkdir(parents=True, exist_ok=True)
         ok, buf = cv2.imencode(".png", image)
         if not ok:
             raise OSError(f"{path}: could not encode the image")
+        data = buf.tobytes()
+        if not force and (path.exists() or path.is_symlink()):
+            if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+                continue  # the same image is already there
+            raise FileExistsError(f"{path} already exists; pass --force to replace it, or give another --out")
+        encoded.append((path, data))
+    written = []
+    for path, data in encoded:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(buf.tobytes())
+        tmp.write_bytes(data)
         tmp.replace(path)
         written.append(path)
     return written
