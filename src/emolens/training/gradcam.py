@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..classify import preprocess
+from ..classify import Classifier, preprocess, softmax_views
 from ..explain import check_label, normalise
 from ..modelmeta import ModelMeta
 from .export import load_checkpoint, meta_from_checkpoint
@@ -81,6 +81,42 @@ class GradCAM:
     def labels(self) -> list[str]:
         return list(self.meta.labels)
 
+    def probabilities(self, x: np.ndarray, *, hflip: bool, temperature: float = 1.0) -> np.ndarray:
+        """Class probabilities of the checkpoint for a preprocessed N×C×S×S batch, computed like
+        :meth:`emolens.classify.Classifier.probabilities` (mirror TTA, softmax temperature)."""
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        with torch.no_grad():
+            views = [self.model(t)] + ([self.model(t.flip(-1))] if hflip else [])
+        return softmax_views(torch.stack(views, 1).numpy(), temperature)
+
+    def check_matches(self, classifier: Classifier, tol: float | None = None) -> float:
+        """Make sure this checkpoint is the network ``classifier`` (an ONNX model) was exported from,
+        so that its Grad-CAM maps explain the probabilities the ONNX model reports.
+
+        Both are run on the same inputs (a few smooth random images, seeded); ValueError when the
+        labels or input format differ, or when the probabilities differ by more than ``tol`` (default
+        1e-3, 0.05 for an int8-quantized ONNX model). Returns the largest difference found."""
+        m, o = self.meta, classifier.meta
+        if list(m.labels) != list(o.labels):
+            raise ValueError(f"its labels ({', '.join(m.labels)}) are not the model's ({', '.join(o.labels)})")
+        if (m.input_size, m.channels) != (o.input_size, o.channels):
+            raise ValueError(f"it takes {m.input_size}×{m.input_size}×{m.channels} inputs, the model "
+                             f"{o.input_size}×{o.input_size}×{o.channels}")
+        if tol is None:
+            tol = 0.05 if _quantized(classifier) else 1e-3
+        rng = np.random.default_rng(0)
+        crops = [np.full((o.input_size, o.input_size, 3), 128, np.uint8)]
+        for _ in range(5):
+            noise = rng.integers(0, 256, (o.input_size, o.input_size, 3)).astype(np.uint8)
+            crops.append(cv2.GaussianBlur(noise, (0, 0), rng.uniform(0.5, 3)))
+        x = classifier.preprocess(crops)
+        diff = float(np.abs(classifier.probabilities(x) - self.probabilities(
+            x, hflip=o.tta_hflip, temperature=o.temperature)).max())
+        if not diff <= tol:
+            raise ValueError(f"it is not the network of this model: on the same inputs their probabilities "
+                             f"differ by up to {diff:.3f} (more than {tol:g})")
+        return diff
+
     def __call__(self, crop: np.ndarray, label: str | int) -> np.ndarray:
         """:meth:`heatmap`: a GradCAM is an explanation method for :meth:`EmotionRecognizer.explain`."""
         return self.heatmap(crop, label)
@@ -121,3 +157,16 @@ class GradCAM:
         a, g = store["a"].detach(), store["a"].grad
         weights = g.mean(dim=(2, 3), keepdim=True)
         return torch.relu((weights * a).sum(1)).numpy()
+
+
+def _quantized(classifier: Classifier) -> bool:
+    """Does the ONNX model run int8 operators (``emolens export --int8``)? Then it only approximates its
+    checkpoint."""
+    try:
+        import onnx
+
+        ops = {n.op_type for n in onnx.load(str(classifier.path), load_external_data=False).graph.node}
+    except Exception:  # unreadable here (it loaded in onnxruntime): judge by its name only
+        ops = set()
+    return bool(ops & {"QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                       "MatMulInteger"}) or classifier.meta.name.endswith("int8")

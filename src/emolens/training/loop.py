@@ -327,8 +327,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
     state = {"epoch": -1, "step": 0, "best": None, "bad_epochs": 0, "lr_factor": 1.0, "best_val_loss": math.inf}
     gen = torch.Generator().manual_seed(cfg.seed)  # on the CPU: batch order, augmentation and mixing, any device
     if ck is not None:
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
+        try:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+        except (RuntimeError, ValueError) as e:  # shapes or parameter groups that the option checks did not catch
+            why = str(e).splitlines()[0]
+            raise ValueError(f"--resume: {out / 'last.pt'} does not fit this model ({why})") from None
         if ema is not None and "ema" in ck:
             ema.load_state_dict(ck["ema"])
         if "scaler" in ck:
