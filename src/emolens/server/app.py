@@ -247,11 +247,15 @@ class Service:
         }
 
     def recognise(self, data: bytes, name: str, *, annotate: bool, explain: bool, detect: bool,
-                  detector: str | None = None) -> dict[str, Any]:
+                  label: str | None = None, method: str = "occlusion", detector: str | None = None
+                  ) -> dict[str, Any]:
         """Decode, recognise and optionally draw/explain one image (runs in a pool thread);
         ``detector`` = a name from :attr:`detectors` (``None``: the configured default)."""
         if not data:
             raise ApiError(400, "empty_body", f"{name}: empty upload (0 bytes)")
+        if not _checked_format(data):
+            raise ApiError(400, "invalid_image", f"{name}: cannot decode image (not a {FORMATS} file; this server "
+                                                 "takes those, whose size it checks before decoding)")
         t0 = time.perf_counter()
         try:
             bgr = decode_bytes(data, name=name, max_pixels=self.config.max_pixels)
@@ -260,7 +264,7 @@ class Service:
         rec = self._thread_recognizer(detector)
         explanations = None
         if explain:
-            explanations = rec.explain_bgr(bgr, detect=detect)
+            explanations = rec.explain_bgr(bgr, detect=detect, label=label, method=method)
             faces = [e.face for e in explanations]
         else:
             faces = rec.predict_bgr(bgr, detect=detect)
@@ -270,7 +274,8 @@ class Service:
         }
         if explanations is not None:
             for d, ex in zip(out["faces"], explanations):
-                d["explanation"] = {"label": ex.label, "overlay": _data_url(ex.overlay(), ".png")}
+                d["explanation"] = {"label": ex.label, "method": ex.method, "overlay": _data_url(ex.overlay(), ".png"),
+                                    "panel": _data_url(ex.panel(), ".png")}
         if annotate:
             out["annotated_image"] = _data_url(draw_faces(bgr, faces), ".jpg")
         out["time_ms"] = round(1000 * (time.perf_counter() - t0), 1)
@@ -414,6 +419,9 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         annotate: bool = Query(False, description="also return the annotated image (JPEG data URL)"),
         explain: bool = Query(False, description="per face, a heat map of what drove the prediction (PNG data URL)"),
         detect: bool = Query(True, description="false: the whole image is one already-cropped face"),
+        label: str | None = Query(None, description="with explain: the emotion to explain (default: each face's "
+                                                    "predicted one)"),
+        method: str = Query("occlusion", description="with explain: occlusion (default) or rise"),
         detector: str | None = Query(
             None, description=f"face detector for this request (default: {config.detector}); haar-fast is "
             "several times faster (upright faces, not the smallest), for live video",
@@ -421,10 +429,18 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         if explain and not service.can_explain:
             raise ApiError(400, "explain_unavailable", "explanations are not available in this emolens version")
+        labels = service.recognizer.labels
+        if label is not None and label not in labels:
+            raise ApiError(422, "invalid_parameter", f"label: unknown label {label!r}; this model's labels are: "
+                                                     f"{', '.join(labels)}")
+        if method not in ("occlusion", "rise"):
+            raise ApiError(422, "invalid_parameter", f"method: unknown explanation method {method!r}; choose "
+                                                     "occlusion or rise")
         if detector is not None and detector not in service.detectors:
             raise ApiError(422, "invalid_parameter",
                            f"detector: unknown detector {detector!r}; choose one of: {', '.join(service.detectors)}")
-        return {"annotate": annotate, "explain": explain, "detect": detect, "detector": detector}
+        return {"annotate": annotate, "explain": explain, "detect": detect, "label": label, "method": method,
+                "detector": detector}
 
     @app.get("/health", tags=["service"], summary="liveness: the model is loaded")
     async def health() -> dict[str, Any]:

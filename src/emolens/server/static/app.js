@@ -178,7 +178,8 @@ function renderChart() {
   }
   if (face.explanation) {
     $("explain-img").src = face.explanation.overlay;
-    $("explain-cap").textContent = `Regions that drove “${face.explanation.label}” (red = most).`;
+    const how = face.explanation.method ? `${face.explanation.method} map, ` : "";
+    $("explain-cap").textContent = `Regions that drove “${face.explanation.label}” (${how}red = most).`;
     fig.hidden = false;
   } else {
     fig.hidden = true;
