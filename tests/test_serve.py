@@ -551,3 +551,26 @@ def test_dockerfile_start_and_health_check_use_the_same_port(tmp_path):
         proc.terminate()
         proc.wait(timeout=15)
         log.close()
+
+
+def test_every_accepted_format_is_size_checked_before_decoding(server):
+    """A deflate TIFF of 8000 x 8000 (64 MP, ~200 KB) is refused from its header; formats whose header emolens does
+    not read (JPEG 2000, Radiance HDR: OpenCV decodes them whole first) are refused before decoding."""
+    import time
+
+    tiff = cv2.imencode(".tiff", np.zeros((8000, 8000), np.uint8), [cv2.IMWRITE_TIFF_COMPRESSION, 8])[1].tobytes()
+    assert len(tiff) < 1_000_000
+    before = server_rss_mb(server)
+    t = time.perf_counter()
+    st, data, _ = call(server, "POST", "/v1/predict", tiff, {"Content-Type": "image/tiff"})
+    assert_error(st, data, 413, "too_many_pixels", "8000x8000")
+    assert time.perf_counter() - t < 2 and server_rss_mb(server) - before < 20
+    small = cv2.imencode(".tiff", np.full((64, 64, 3), 90, np.uint8), [cv2.IMWRITE_TIFF_COMPRESSION, 8])[1].tobytes()
+    st, data, _ = call(server, "POST", "/v1/predict?detect=false", small, {"Content-Type": "image/tiff"})
+    assert st == 200 and len(data["faces"]) == 1  # TIFF itself is taken
+    for ext, img in ((".jp2", np.zeros((8000, 8000), np.uint8)), (".hdr", np.zeros((4000, 4000, 3), np.float32))):
+        blob = cv2.imencode(ext, img)[1].tobytes()
+        t = time.perf_counter()
+        st, data, _ = call(server, "POST", "/v1/predict", blob, {"Content-Type": "application/octet-stream"})
+        assert_error(st, data, 400, "invalid_image", "cannot decode", "PNG, JPEG, GIF, BMP, WebP or TIFF")
+        assert time.perf_counter() - t < 2, ext  # before: 3 s / 13 s and 0.4 / 1.6 GB for 8000 x 8000
