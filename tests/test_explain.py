@@ -4,6 +4,7 @@ map points hurts the prediction more than occluding a random place), `emolens ex
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -12,9 +13,10 @@ import pytest
 
 from emolens import EmotionRecognizer, load_image
 from emolens.cli import main
-from emolens.explain import output_files, region_drops, saliency
+from emolens.explain import bar_entries, output_files, region_drops, saliency
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png"}
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -81,17 +83,85 @@ def test_occluding_the_top_region_hurts_more_than_a_random_region_on_real_val_fa
     map's hottest place vs at random places; the predicted class must drop clearly more at the hot place,
     on most faces. The README reports the same measurement over 300 faces (benchmarks/explain_sanity.py)."""
     rng = np.random.default_rng(0)
-    rows = []
+    rows, control = [], []
     for f in val_faces(fer_root, 30):
         ex = rec.explain_bgr(load_image(f), detect=False)[0]
         rows.append(region_drops(rec, ex, rng=rng, n_random=3))
-    top = np.array([r["top"] for r in rows])
-    rand = np.array([r["random"] for r in rows])
-    least = np.array([r["least"] for r in rows])
+        shuffled = rng.permutation(ex.heatmap.ravel()).reshape(ex.heatmap.shape)
+        control.append(region_drops(rec, ex, rng=rng, n_random=3, heatmap=shuffled))
+
+    def passes(rows: list[dict[str, float]]) -> tuple[bool, bool, bool]:
+        top, rand, least = (np.array([r[k] for r in rows]) for k in ("top", "random", "least"))
+        return top.mean() > 2 * rand.mean() > 0, (top > rand).mean() > 0.75, least.mean() < rand.mean()
+
     assert len(rows) == 210
-    assert top.mean() > 2 * rand.mean() > 0, (top.mean(), rand.mean())
-    assert (top > rand).mean() > 0.75, (top > rand).mean()
-    assert least.mean() < rand.mean()  # the coldest place matters least
+    assert passes(rows) == (True, True, True), [{k: round(v, 3) for k, v in r.items()} for r in rows[:5]]
+    # the check can fail: a map that knows nothing (the same map, pixels shuffled) passes none of it
+    assert passes(control) == (False, False, False)
+
+
+def test_a_very_confident_face_still_gets_a_map_pointing_at_the_smile(rec):
+    """examples/obama.jpg is 90% happy: hiding any small patch moves that probability by a hundredth or
+    less. The occlusion map works in log-odds with a second, larger patch, so it still finds the smile
+    (the mouth, lower middle of the crop) instead of min-max-scaled noise on hair and background."""
+    ex = rec.explain(ROOT / "examples" / "obama.jpg")[0]
+    assert ex.label == "happy" and ex.face.score > 0.85
+    heat = ex.heatmap
+    h, w = heat.shape
+    ys, xs = np.nonzero(heat > 0.5)
+    assert len(ys) > 0.02 * h * w
+    assert 0.65 < ys.mean() / h < 0.9 and 0.4 < xs.mean() / w < 0.6, (ys.mean() / h, xs.mean() / w)
+    mouth = heat[int(0.6 * h) : int(0.9 * h), int(0.3 * w) : int(0.7 * w)].mean()
+    hair = heat[: int(0.2 * h)].mean()
+    sides = np.r_[heat[:, : int(0.12 * w)].ravel(), heat[:, int(0.88 * w) :].ravel()].mean()
+    assert mouth > 0.6 and hair < 0.1 and sides < mouth / 3, (mouth, hair, sides)
+
+
+@pytest.mark.parametrize("method", ["occlusion", "rise"])
+def test_a_large_crop_is_explained_in_bounded_time(rec, method):
+    """The model sees 48 px: a 1600-px crop must not cost more than a small one (it took 20+ s before the
+    perturbations were made at a working size). Loose bound for a loaded 2-core machine."""
+    img = load_image(ROOT / "examples" / "obama.jpg")
+    face = rec.predict_bgr(img)[0]
+    b = face.box
+    crop = cv2.resize(img[b.y : b.y + b.h, b.x : b.x + b.w], (1600, 1600), interpolation=cv2.INTER_CUBIC)
+    t = time.perf_counter()
+    heat = saliency(rec.classifier, crop, rec.labels.index("happy"), method=method)
+    seconds = time.perf_counter() - t
+    assert heat.shape == (1600, 1600) and heat.dtype == np.float32 and heat.max() > 0.99
+    # RISE runs 640 model inputs whatever the crop's size (about half a second idle): a looser bound
+    assert seconds < (5 if method == "occlusion" else 10), seconds
+    small = saliency(rec.classifier, cv2.resize(crop, (200, 200), interpolation=cv2.INTER_AREA),
+                     rec.labels.index("happy"), method=method)
+    # the same picture at another size gives the same map
+    assert np.corrcoef(cv2.resize(heat, (200, 200), interpolation=cv2.INTER_AREA).ravel(), small.ravel())[0, 1] > 0.9
+
+
+def test_a_wide_image_without_detection_is_quick(rec):
+    """?detect=false with a 400×1600 image used to hang a server thread for 40 s."""
+    img = cv2.resize(load_image(ROOT / "examples" / "obama.jpg"), (1600, 400))
+    t = time.perf_counter()
+    ex = rec.explain_bgr(img, detect=False)[0]
+    assert time.perf_counter() - t < 5
+    assert ex.heatmap.shape == ex.crop.shape[:2]
+
+
+def test_the_panel_shows_the_explained_emotion_even_when_it_is_not_in_the_top_three(rec, photos_dir):
+    img = load_image(ROOT / "examples" / "obama.jpg")
+    happy = rec.explain(img)[0]
+    sad = rec.explain(img, label="sad")[0]
+    assert [n for n, _ in bar_entries(happy.face, "happy")] == [n for n, _ in bar_entries(sad.face, "happy")]
+    top3 = sorted(sad.face.scores, key=sad.face.scores.get, reverse=True)[:3]
+    assert "sad" not in top3
+    assert [n for n, _ in bar_entries(sad.face, "sad")] == [*top3, "sad"]
+    assert bar_entries(sad.face, "sad")[-1][1] == sad.face.scores["sad"]
+    assert len(bar_entries(happy.face, "happy")) == 3
+    a, b = happy.panel(), sad.panel()
+    assert a.shape == b.shape and a.shape[0] == 240
+    w = 240
+    # the bars tile differs (a fourth bar); the crop tile is the same crop with the same caption
+    assert np.array_equal(a[:, :w], b[:, :w]) and not np.array_equal(a[:, 2 * w :], b[:, 2 * w :])
+    assert not np.array_equal(a[:20, :w], cv2.resize(happy.crop, (w, w), interpolation=cv2.INTER_AREA)[:20])  # caption
 
 
 # ----------------------------------------------------------------------------- emolens explain
@@ -121,11 +191,17 @@ def test_explain_command_label_never_overwrites_and_bad_input(photos_dir, tmp_pa
     capsys.readouterr()
     written = out / "portrait_obama3-face1-surprise-occlusion-panel.png"
     before = written.read_bytes()
+    # the same run again: every file already holds exactly what it would get, nothing to refuse or rewrite
+    assert main(["explain", portrait, "--out", str(out), "--label", "surprise"]) == 0
+    assert written.read_bytes() == before
+    capsys.readouterr()
+    written.write_bytes(b"the user's own edit")  # a different file under that name is never replaced
     assert main(["explain", portrait, "--out", str(out), "--label", "surprise"]) == 2
     err = capsys.readouterr().err
     assert "already exists" in err and "--force" in err and "Traceback" not in err
-    assert written.read_bytes() == before
+    assert written.read_bytes() == b"the user's own edit"
     assert main(["explain", portrait, "--out", str(out), "--label", "surprise", "--force"]) == 0
+    assert written.read_bytes() == before
     capsys.readouterr()
 
     assert main(["explain", portrait, "--out", str(out), "--label", "joy"]) == 2
@@ -144,6 +220,34 @@ def test_explain_command_label_never_overwrites_and_bad_input(photos_dir, tmp_pa
     assert "not a folder" in capsys.readouterr().err
     assert main(["explain", portrait, "--method", "gradcam", "--out", str(tmp_path / "o3")]) == 2
     assert "--checkpoint" in capsys.readouterr().err
+
+
+def test_the_readme_workflow_label_and_method_into_the_same_folder(tmp_path, capsys):
+    """README: explain, then --label sad, then --method rise into the same folder. The crop does not
+    depend on label or method: an identical crop already there is left alone, a different file is not."""
+    out = tmp_path / "why"
+    obama = str(ROOT / "examples" / "obama.jpg")
+    assert main(["explain", obama, "--out", str(out)]) == 0
+    crop = out / "obama-face1-crop.png"
+    crop_bytes, crop_mtime = crop.read_bytes(), crop.stat().st_mtime_ns
+    assert main(["explain", obama, "--label", "sad", "--out", str(out)]) == 0
+    assert main(["explain", obama, "--method", "rise", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "already exists" not in err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "obama-face1-crop.png",
+        "obama-face1-happy-occlusion-panel.png", "obama-face1-happy-occlusion.png",
+        "obama-face1-happy-rise-panel.png", "obama-face1-happy-rise.png",
+        "obama-face1-sad-occlusion-panel.png", "obama-face1-sad-occlusion.png",
+    ]
+    assert crop.read_bytes() == crop_bytes and crop.stat().st_mtime_ns == crop_mtime  # not rewritten
+    # a different file under the crop's name is still never replaced, and nothing else is written
+    crop.write_bytes(b"my own file")
+    assert main(["explain", obama, "--label", "angry", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "obama-face1-crop.png already exists" in err and "Traceback" not in err
+    assert crop.read_bytes() == b"my own file"
+    assert not (out / "obama-face1-angry-occlusion.png").exists()
 
 
 def test_two_inputs_with_the_same_name_are_refused_not_overwritten(photos_dir, tmp_path, capsys):
@@ -189,6 +293,7 @@ def test_gradcam_on_a_checkpoint(run_dir, fer_root):
     cam = GradCAM.from_checkpoint(run_dir)  # a run folder means its best.pt
     rec = EmotionRecognizer(run_dir / "model.onnx")
     assert cam.labels == rec.labels == ["happy", "surprise"]
+    assert cam.check_matches(rec.classifier) < 1e-4  # the checkpoint is the exported network
     files = sorted((fer_root / "val" / "surprise").iterdir())[100:110]
     maps = []
     for f in files:
@@ -217,6 +322,18 @@ def test_gradcam_from_the_command_line(run_dir, photos_dir, tmp_path, capsys):
     # the checkpoint must belong to --model: the bundled 7-class model with this 2-class checkpoint is refused
     assert main([*args[:-2], "--out", str(tmp_path / "c1")]) == 2
     assert "are not the model's" in capsys.readouterr().err
+    # a checkpoint with the right labels that is another network: refused, not a map of the wrong model
+    torch = pytest.importorskip("torch")
+    ck = torch.load(run_dir / "best.pt", map_location="cpu", weights_only=False)
+    gen = torch.Generator().manual_seed(1)
+    ck["model"] = {k: v + 0.05 * torch.randn(v.shape, generator=gen) if v.is_floating_point() else v
+                   for k, v in ck["model"].items()}
+    torch.save(ck, tmp_path / "other.pt")
+    assert main([*args[:-4], "--checkpoint", str(tmp_path / "other.pt"), "--out", str(tmp_path / "c0"),
+                 "--model", str(run_dir / "model.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert "is not the network of this model" in err and "differ by up to" in err and "Traceback" not in err
+    assert not (tmp_path / "c0").exists()
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"junk")
     assert main([*args[:-4], "--checkpoint", str(junk), "--out", str(tmp_path / "c2")]) == 2
@@ -253,3 +370,53 @@ def test_explain_needs_no_torch(tmp_path):
     assert res.returncode == 0, res.stderr
     assert res.stdout.split()[-1] == "False"
 
+
+
+# ----------------------------------------------------------------------------- REST API
+def test_rest_api_explain_label_method_and_panel(photos_dir, tmp_path):
+    """?explain=true&label=...&method=... against a real `emolens serve`; bad values are JSON 422 errors."""
+    pytest.importorskip("fastapi")
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    from emolens.server.launch import serve_subprocess
+
+    crop = (photos_dir / "aligned_crop_112.png").read_bytes()
+
+    def post(srv, query: str) -> tuple[int, dict]:
+        u = urlsplit(srv.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        try:
+            conn.request("POST", "/v1/predict?" + query, body=crop, headers={"Content-Type": "image/png"})
+            r = conn.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            conn.close()
+
+    def image(url: str) -> np.ndarray:
+        import base64
+
+        assert url.startswith("data:image/png;base64,")
+        return cv2.imdecode(np.frombuffer(base64.b64decode(url.split(",", 1)[1]), np.uint8), cv2.IMREAD_COLOR)
+
+    log = tmp_path / "server.log"
+    with serve_subprocess(["--concurrency", "1"], log_path=log) as srv:
+        st, data = post(srv, "explain=true&detect=false&label=sad&method=rise")
+        assert st == 200, data
+        (face,) = data["faces"]
+        e = face["explanation"]
+        assert e["label"] == "sad" and e["method"] == "rise" and face["label"] != "sad"
+        overlay = image(e["overlay"])
+        assert overlay.ndim == 3 and overlay.shape[0] == overlay.shape[1] >= 112
+        assert image(e["panel"]).shape[0] == 240 and image(e["panel"]).shape[1] > 3 * 240
+        st, data = post(srv, "explain=true&detect=false")
+        assert st == 200 and data["faces"][0]["explanation"]["method"] == "occlusion"
+        assert data["faces"][0]["explanation"]["label"] == data["faces"][0]["label"]
+        for query, words in (("explain=true&label=joy", ["label", "'joy'", "happy"]),
+                             ("explain=true&method=lime", ["method", "'lime'", "occlusion"])):
+            st, data = post(srv, query)
+            assert st == 422 and set(data) == {"error"}, data
+            assert data["error"]["code"] == "invalid_parameter"
+            assert all(w in data["error"]["message"] for w in words), data
+    assert "Traceback" not in log.read_text()
