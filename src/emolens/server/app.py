@@ -269,9 +269,6 @@ class Service:
         if not _checked_format(data):
             raise ApiError(400, "invalid_image", f"{name}: cannot decode image (not a {FORMATS} file; this server "
                                                  "takes those, whose size it checks before decoding)")
-        if not _checked_format(data):
-            raise ApiError(400, "invalid_image", f"{name}: cannot decode image (not a {FORMATS} file; this server "
-                                                 "takes those, whose size it checks before decoding)")
         t0 = time.perf_counter()
         try:
             bgr = decode_bytes(data, name=name, max_pixels=self.config.max_pixels)
