@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     for method in args.method:
         rows, control, seconds = [], [], 0.0
         rng = np.random.default_rng(args.seed)
-        for img in images:
+        for i, img in enumerate(images, 1):
+            if i % 50 == 0:
+                print(f"  {method}: {i}/{len(images)} faces", file=sys.stderr, flush=True)
             t = time.perf_counter()
             if method == "gradcam":
                 ex = rec.explain_bgr(img, detect=False)[0]  # the crop and face; the map is replaced

@@ -96,8 +96,9 @@ def test_occluding_the_top_region_hurts_more_than_a_random_region_on_real_val_fa
 
     assert len(rows) == 210
     assert passes(rows) == (True, True, True), [{k: round(v, 3) for k, v in r.items()} for r in rows[:5]]
-    # the check can fail: a map that knows nothing (the same map, pixels shuffled) passes none of it
-    assert passes(control) == (False, False, False)
+    # the check can fail: a map that knows nothing (the same map, pixels shuffled) fails its two main
+    # criteria (coldest vs random is a coin toss for it, so that one is not asserted)
+    assert passes(control)[:2] == (False, False)
 
 
 def test_a_very_confident_face_still_gets_a_map_pointing_at_the_smile(rec):
