@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train each seed project's architecture with emolens (README table "seed projects vs. emolens").
-#   bash scripts/seed_table.sh [FER2013_ROOT]      (needs pip install '.[train]'; CPU, ~30 minutes on 2 busy cores)
+#   bash scripts/seed_table.sh [FER2013_ROOT]      (needs pip install '.[train]'; CPU, about 45 minutes on 2 cores)
 set -euo pipefail
 DATA=${1:-../shared/datasets/fer2013}
 HS=runs/data/fer2013_happy_sad          # seed 002's binary task: FER2013's happy and sad folders only
