@@ -56,23 +56,45 @@ def describe(src: object) -> str:
     return f"<{type(src).__name__}>"
 
 
+SIZED_FORMATS = ("png", "gif", "bmp", "webp", "jpeg", "tiff")
+"""The formats whose width and height :func:`header_size` reads before anything is decoded."""
+
+
+def image_format(data: bytes) -> str | None:
+    """Which of :data:`SIZED_FORMATS` ``data`` is, from its first bytes (``None``: another format, or none)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:2] == b"BM":
+        return "bmp"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[:2] == b"\xff\xd8":
+        return "jpeg"
+    if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):  # classic TIFF and BigTIFF, either byte order
+        return "tiff"
+    return None
+
+
 def header_size(data: bytes) -> tuple[int, int] | None:
     """Width and height read from the header of a PNG, JPEG, GIF, BMP, WebP or TIFF file.
 
     Returns ``None`` when the format is not one of those or the header is unreadable;
     the decoder then has the last word.
     """
+    kind = image_format(data)
     try:
-        if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        if kind == "png" and data[12:16] == b"IHDR":
             w, h = struct.unpack(">II", data[16:24])
             return w, h
-        if data[:6] in (b"GIF87a", b"GIF89a"):
+        if kind == "gif":
             w, h = struct.unpack("<HH", data[6:10])
             return w, h
-        if data[:2] == b"BM" and len(data) >= 26:
+        if kind == "bmp" and len(data) >= 26:
             w, h = struct.unpack("<ii", data[18:26])
             return abs(w), abs(h)
-        if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        if kind == "webp":
             chunk = data[12:16]
             if chunk == b"VP8X":
                 w = int.from_bytes(data[24:27], "little") + 1
@@ -87,9 +109,9 @@ def header_size(data: bytes) -> tuple[int, int] | None:
                 h = 1 + (((b[3] & 0xF) << 10) | (b[2] << 2) | ((b[1] & 0xC0) >> 6))
                 return w, h
             return None
-        if data[:2] == b"\xff\xd8":
+        if kind == "jpeg":
             return _jpeg_size(data)
-        if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
+        if kind == "tiff":
             tags = _tiff_tags(data, {256, 257})  # ImageWidth, ImageLength of the first image
             if tags is not None and 256 in tags and 257 in tags:
                 return tags[256], tags[257]
@@ -307,7 +329,7 @@ def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
                 "(raise max_pixels if you trust this file)"
             )
     buf = np.frombuffer(data, dtype=np.uint8)
-    is_jpeg = data[:2] == b"\xff\xd8"
+    is_jpeg = image_format(data) == "jpeg"
     # IMREAD_COLOR applies the EXIF orientation; IMREAD_UNCHANGED keeps alpha and 16 bits (and the
     # orientation of PNG/WebP is applied below; OpenCV's TIFF decoder applies TIFF's own).
     flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED

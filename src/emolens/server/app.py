@@ -41,7 +41,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..detect import available_detectors, create_detector
 from ..draw import annotate as draw_faces
-from ..imageio import ImageError, decode_bytes
+from ..imageio import ImageError, decode_bytes, image_format
 from ..recognizer import EmotionRecognizer
 
 log = logging.getLogger("emolens.server")
@@ -100,16 +100,9 @@ def error_response(status: int, code: str, message: str, headers: dict[str, str]
 
 
 FORMATS = "PNG, JPEG, GIF, BMP, WebP or TIFF"
-"""What the server decodes: the formats whose size :func:`emolens.imageio.header_size` reads before decoding.
+"""What the server decodes: :data:`emolens.imageio.SIZED_FORMATS`, whose size is read before decoding.
 OpenCV decodes more (JPEG 2000, Radiance HDR, ...), but only after allocating the whole image: a 4 MB HDR file of
 8000x8000 zeros took 13 s and 1.6 GB before the pixel cap could refuse it."""
-
-
-def _checked_format(data: bytes) -> bool:
-    """``data`` starts like a PNG, JPEG, GIF, BMP, WebP or TIFF (classic or BigTIFF) file."""
-    return (data.startswith((b"\x89PNG\r\n\x1a\n", b"\xff\xd8", b"GIF87a", b"GIF89a", b"BM",
-                             b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"))
-            or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"))
 
 
 def _image_error(e: ImageError) -> ApiError:
@@ -266,7 +259,7 @@ class Service:
         ``detector`` = a name from :attr:`detectors` (``None``: the configured default)."""
         if not data:
             raise ApiError(400, "empty_body", f"{name}: empty upload (0 bytes)")
-        if not _checked_format(data):
+        if image_format(data) is None:
             raise ApiError(400, "invalid_image", f"{name}: cannot decode image (not a {FORMATS} file; this server "
                                                  "takes those, whose size it checks before decoding)")
         t0 = time.perf_counter()
