@@ -19,7 +19,6 @@ for one small batch per frame that is faster than many). The emotion of each fac
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import math
 import os
@@ -36,7 +35,7 @@ import numpy as np
 
 from .detect import Box, Detector, HaarDetector, merge_overlapping
 from .draw import colour_for
-from .imageio import to_bgr8
+from .imageio import quiet_opencv, to_bgr8
 from .recognizer import EmotionRecognizer
 from .results import Face
 from .track import EmaSmoother, IoUTracker
@@ -206,25 +205,6 @@ def _capture_fps(cap: Any, default: float) -> float:
     return fps if math.isfinite(fps) and 1.0 <= fps <= 1000.0 else default
 
 
-@contextlib.contextmanager
-def _quiet_opencv() -> Iterator[None]:
-    """OpenCV logs only errors inside the block (its warnings would come before our clearer message)."""
-    log = getattr(getattr(cv2, "utils", None), "logging", None)
-    if log is None:
-        yield
-        return
-    try:
-        old = log.getLogLevel()
-        log.setLogLevel(log.LOG_LEVEL_ERROR)
-    except (cv2.error, AttributeError):
-        yield
-        return
-    try:
-        yield
-    finally:
-        log.setLogLevel(old)
-
-
 def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0) -> FrameSource:
     """Open a video file, a camera (an ``int``), a capture object or an iterable of BGR arrays.
 
@@ -237,7 +217,7 @@ def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0) 
     if isinstance(source, bool):
         raise VideoError(f"not a video source: {source!r}")
     if isinstance(source, int):
-        with _quiet_opencv():  # no "[ WARN ... cap_v4l ...]" lines before our own message
+        with quiet_opencv():  # no "[ WARN ... cap_v4l ...]" lines before our own message
             cap = cv2.VideoCapture(source)
             opened = cap.isOpened()
         if not opened:
@@ -565,15 +545,14 @@ Series = dict[int, tuple[list[float], list[np.ndarray], list[str]]]
 """Per face id: times in s, probability vectors in ``labels`` order, and the label shown."""
 
 
-def render_timeline(series: Series | dict[int, tuple[list[float], list[np.ndarray]]], labels: list[str], *,
+def render_timeline(series: Series, labels: list[str], *,
                     width: int = 1200, panel_h: int = 150, max_faces: int = 8) -> np.ndarray:
     """A BGR image: per face id, each emotion's probability over time (a line per emotion), with a
     strip coloured by the label shown (in the video and the CSV's ``label``) below it. Drawn with
     OpenCV (no matplotlib needed).
 
     Args:
-        series: face id -> (times in s, probability vectors in ``labels`` order, shown labels);
-            without the shown labels the strip shows the most probable emotion.
+        series: face id -> (times in s, probability vectors in ``labels`` order, shown labels).
         max_faces: plot at most this many faces (those seen in most frames).
     """
     font = cv2.FONT_HERSHEY_SIMPLEX
@@ -601,7 +580,7 @@ def render_timeline(series: Series | dict[int, tuple[list[float], list[np.ndarra
     step = _nice_step(span)
     for n, tid in enumerate(ids):
         y0 = top + legend_h + n * (panel_h + strip + 40) + 20
-        times, probs = series[tid][0], series[tid][1]
+        times, probs, shown = series[tid]
         ts, ps = np.asarray(times, dtype=np.float64), np.asarray(probs, dtype=np.float64).reshape(len(times), -1)
         cv2.putText(img, f"face #{tid}", (left, y0 - 6), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
         cv2.rectangle(img, (left, y0), (left + pw, y0 + panel_h), (180, 180, 180), 1)
@@ -624,8 +603,7 @@ def render_timeline(series: Series | dict[int, tuple[list[float], list[np.ndarra
                 cv2.circle(img, tuple(int(v) for v in pts[0, 0]), 2, colour_for(lab), cv2.FILLED)
             else:
                 cv2.polylines(img, [pts], False, colour_for(lab), 2, cv2.LINE_AA)
-        shown = series[tid][2] if len(series[tid]) > 2 else None  # type: ignore[misc]
-        win = ps.argmax(axis=1) if shown is None else [labels.index(lab) for lab in shown]
+        win = [labels.index(lab) for lab in shown]
         edges = np.append(xs, xs[-1] + max(1.0, pw / max(1, len(xs))))
         for j in range(len(ts)):
             xa, xb = int(round(edges[j])), max(int(round(edges[j])) + 1, int(round(edges[j + 1])))
