@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..classify import Classifier, preprocess, softmax_views
+from ..classify import Classifier, preprocess
 from ..explain import check_label, normalise
 from ..modelmeta import ModelMeta
-from .export import load_checkpoint, meta_from_checkpoint
+from .export import load_checkpoint, meta_from_checkpoint, parity
 
 
 def last_conv(model: nn.Module, channels: int = 1, size: int = 48) -> nn.Conv2d:
@@ -81,21 +81,14 @@ class GradCAM:
     def labels(self) -> list[str]:
         return list(self.meta.labels)
 
-    def probabilities(self, x: np.ndarray, *, hflip: bool, temperature: float = 1.0) -> np.ndarray:
-        """Class probabilities of the checkpoint for a preprocessed N×C×S×S batch, computed like
-        :meth:`emolens.classify.Classifier.probabilities` (mirror TTA, softmax temperature)."""
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        with torch.no_grad():
-            views = [self.model(t)] + ([self.model(t.flip(-1))] if hflip else [])
-        return softmax_views(torch.stack(views, 1).numpy(), temperature)
-
     def check_matches(self, classifier: Classifier, tol: float | None = None) -> float:
         """Make sure this checkpoint is the network ``classifier`` (an ONNX model) was exported from,
         so that its Grad-CAM maps explain the probabilities the ONNX model reports.
 
-        Both are run on the same inputs (a few smooth random images, seeded); ValueError when the
-        labels or input format differ, or when the probabilities differ by more than ``tol`` (default
-        1e-3, 0.05 for an int8-quantized ONNX model). Returns the largest difference found."""
+        Both are run on the same inputs (a few smooth random images, seeded) and their probabilities
+        compared (:func:`emolens.training.export.parity`, the check ``emolens export`` makes); ValueError
+        when the labels or input format differ, or when the probabilities differ by more than ``tol``
+        (default 1e-3, 0.05 for an int8-quantized ONNX model). Returns the largest difference found."""
         m, o = self.meta, classifier.meta
         if list(m.labels) != list(o.labels):
             raise ValueError(f"its labels ({', '.join(m.labels)}) are not the model's ({', '.join(o.labels)})")
@@ -109,9 +102,7 @@ class GradCAM:
         for _ in range(5):
             noise = rng.integers(0, 256, (o.input_size, o.input_size, 3)).astype(np.uint8)
             crops.append(cv2.GaussianBlur(noise, (0, 0), rng.uniform(0.5, 3)))
-        x = classifier.preprocess(crops)
-        diff = float(np.abs(classifier.probabilities(x) - self.probabilities(
-            x, hflip=o.tta_hflip, temperature=o.temperature)).max())
+        diff = parity(self.model, classifier.path, np.stack(crops))
         if not diff <= tol:
             raise ValueError(f"it is not the network of this model: on the same inputs their probabilities "
                              f"differ by up to {diff:.3f} (more than {tol:g})")
