@@ -499,7 +499,6 @@ SERVE_EXTRA_HINT = "this command needs the serving extra: pip install 'emolens[s
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import math
-    import os
     import socket
 
     try:
