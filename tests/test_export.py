@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 
+import cv2
 import numpy as np
 import pytest
 
@@ -194,3 +195,52 @@ def test_ensemble_needs_out_and_matching_members(binary_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "labels" in err and "must share" in err and "Traceback" not in err
     assert not (tmp_path / "e.onnx").exists()
+
+
+def _with_temperature(src, dst, temperature: float):
+    """A copy of an ONNX model whose metadata says softmax(logits / temperature), as `emolens calibrate` writes."""
+    import onnx
+
+    clf = Classifier(src)
+    clf.meta.temperature = temperature
+    proto = onnx.load(str(src))
+    clf.meta.write_to(proto)
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def test_ensemble_of_onnx_models_averages_their_calibrated_probabilities(fer_root, tmp_path, capsys):
+    """Only .onnx files left (the runs are gone): the ensemble is still one model of the mean probability,
+    each member softened by its own temperature."""
+    warm = _with_temperature(default_model_path(), tmp_path / "t2.onnx", 2.0)
+    out = tmp_path / "ens.onnx"
+    assert main(["export", str(default_model_path()), str(warm), "--out", str(out), "--name", "pair"]) == 0
+    assert "ensemble of 2 models" in capsys.readouterr().out
+    ens, a, b = Classifier(out), Classifier(default_model_path()), Classifier(warm)
+    assert ens.labels == a.labels and ens.meta.name == "pair" and ens.meta.temperature == 1.0
+    assert ens.meta.architecture == "ensemble(vgg_s+vgg_s)"
+    assert ens.meta.tta_hflip == a.meta.tta_hflip and ens.meta.tta_scales == a.meta.tta_scales
+    faces = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted((fer_root / "val" / "happy").iterdir())[:8]]
+    expected = (a.predict_proba(faces) + b.predict_proba(faces)) / 2
+    np.testing.assert_allclose(ens.predict_proba(faces), expected, atol=1e-5)
+    assert not np.allclose(a.predict_proba(faces), b.predict_proba(faces), atol=1e-3)  # the temperature mattered
+
+
+def test_ensemble_of_onnx_models_bad_input(binary_run, tmp_path, capsys):
+    bundled = str(default_model_path())
+    out = tmp_path / "ens.onnx"
+    assert main(["export", bundled, bundled]) == 2
+    assert "needs --out" in capsys.readouterr().err
+    assert main(["export", bundled, str(tmp_path / "missing.onnx"), "--out", str(out)]) == 2
+    assert "missing.onnx: no such model" in capsys.readouterr().err
+    assert main(["export", bundled, str(binary_run / "model.onnx"), "--out", str(out)]) == 2  # happy/sad vs 7 classes
+    err = capsys.readouterr().err
+    assert "labels" in err and "must share" in err and "Traceback" not in err
+    assert not out.exists()
+    out.write_bytes(b"mine")
+    assert main(["export", bundled, bundled, "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"mine"
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a model")
+    assert main(["export", bundled, str(bad), "--out", str(tmp_path / "e2.onnx")]) == 2
+    assert "Traceback" not in capsys.readouterr().err and not (tmp_path / "e2.onnx").exists()

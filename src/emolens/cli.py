@@ -249,6 +249,35 @@ def _restamp_onnx(src: Path, args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble_onnx(members: list[Path], args: argparse.Namespace) -> int:
+    """`emolens export A.onnx B.onnx --out ENS.onnx`: one model of their mean probability."""
+    from .classify import ModelError
+    from .training import export as ex
+
+    for m in members:
+        if not m.is_file():
+            raise CLIError(f"{m}: no such model")
+    if not args.out:
+        raise CLIError("an ensemble of several models needs --out ENSEMBLE.onnx")
+    out = Path(args.out)
+    if any(out.resolve() == m.resolve() for m in members):
+        raise CLIError("--out must differ from the member models (they are never changed)")
+    if out.exists() and not args.force:
+        raise CLIError(f"{out} already exists; pass --force to replace it")
+    if args.int8:
+        raise CLIError("quantize the members first (emolens export MODEL.onnx --int8 --data PATH), "
+                       "then ensemble the int8 models")
+    try:
+        path = ex.ensemble_onnx(members, out, name=args.name, tta_hflip=True if args.tta_hflip else None,
+                                tta_scales=args.tta_scales)
+        if args.metrics:
+            ex.restamp(path, path, metrics=_report_metrics(args.metrics))
+    except (ModelError, ValueError) as e:
+        raise CLIError(str(e)) from None
+    print(f"wrote {path} (ensemble of {len(members)} models)")
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     _need_training()
     from .classify import ModelError
@@ -256,6 +285,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     src = Path(args.run[0])
     ckpts: list[Path] = []
+    onnx_members = [Path(r) for r in args.run if Path(r).suffix.lower() == ".onnx"]
+    if len(args.run) > 1 and onnx_members:  # an ensemble of exported models
+        if len(onnx_members) < len(args.run):
+            raise CLIError("an ensemble is made of checkpoints (run folders, .pt files) or of .onnx models, not both")
+        return _ensemble_onnx(onnx_members, args)
     if len(args.run) == 1 and src.suffix.lower() == ".onnx":  # an exported model: only --int8 has work to do
         if not src.is_file():
             raise CLIError(f"{src}: no such model")
@@ -678,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="+", metavar="RUN",
                    help="run folder (uses best.pt), a .pt checkpoint, or an .onnx model (with --int8, or with "
                         "--metrics/--name and --out: a copy with that metadata); "
-                        "several runs: one ensemble model (mean of their probabilities), needs --out")
+                        "several runs or .onnx models: one ensemble model (mean of their probabilities), needs --out")
     p.add_argument("--out", help="output .onnx path (default: model.onnx beside the checkpoint)")
     p.add_argument("--name", help="a name stored in the model's metadata")
     p.add_argument("--tta-hflip", action="store_true", help="predict with the mean of each face and its mirror image")

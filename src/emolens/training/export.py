@@ -37,11 +37,20 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, path: str | os.PathLike
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
         )
     proto = onnx.load(str(tmp))
+    tmp.unlink()
     meta.write_to(proto)
     onnx.checker.check_model(proto)
+    return _save(proto, path)
+
+
+def _save(proto: onnx.ModelProto, out: str | os.PathLike) -> Path:
+    """Write ``proto`` to ``out`` through a temporary file, so an interrupted write never leaves half a model."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
     onnx.save(proto, str(tmp))
-    tmp.replace(path)
-    return path
+    tmp.replace(out)
+    return out
 
 
 CheckpointPaths = str | os.PathLike | list[str | os.PathLike]
@@ -132,12 +141,82 @@ def restamp(onnx_in: str | os.PathLike, out: str | os.PathLike, *, name: str | N
         meta.metrics = {**meta.metrics, **metrics}
     proto = onnx.load(str(onnx_in))
     meta.write_to(proto)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    onnx.save(proto, str(tmp))
-    tmp.replace(out)
-    return out
+    return _save(proto, out)
+
+
+_SHARED = ("labels", "input_size", "channels", "mean", "std", "crop_margin")
+
+
+def ensemble_onnx(models: list[str | os.PathLike], out: str | os.PathLike, *, name: str | None = None,
+                  tta_hflip: bool | None = None, tta_scales: list[float] | None = None) -> Path:
+    """Several exported emolens models -> one ONNX model of their mean probability.
+
+    For models whose training runs are gone (only the ``.onnx`` is left) or were quantized: the
+    output is ``log(mean_i softmax(z_i / T_i))`` with each member's own calibrated temperature
+    ``T_i``, so softmax(output) is the mean, as :class:`Ensemble` does for checkpoints. Members must
+    share labels, input size, channels, normalisation and crop margin. The test-time views are
+    ``tta_hflip`` / ``tta_scales`` when given, else the members' (which must then agree)."""
+    from onnx import compose, helper, version_converter
+
+    from ..classify import Classifier
+
+    if len(models) < 2:
+        raise ValueError("an ensemble needs at least two models")
+    metas = [Classifier(p).meta for p in models]
+    first = metas[0]
+    for p, m in zip(models[1:], metas[1:]):
+        for field_name in _SHARED:
+            if getattr(m, field_name) != getattr(first, field_name):
+                raise ValueError(f"{p}: its {field_name} ({getattr(m, field_name)}) differ from {models[0]}'s "
+                                 f"({getattr(first, field_name)}); an ensemble's members must share them")
+    views = {(m.tta_hflip, tuple(m.tta_scales)) for m in metas}
+    if tta_hflip is None and tta_scales is None and len(views) > 1:
+        raise ValueError("the members use different test-time views; choose the ensemble's with "
+                         "--tta-hflip / --tta-scales")
+    protos = [onnx.load(str(p)) for p in models]
+    opset = max(op.version for pr in protos for op in pr.opset_import if op.domain in ("", "ai.onnx"))
+    graph_in = None
+    nodes, inits, probs = [], [], []
+    for i, (pr, m) in enumerate(zip(protos, metas)):
+        if next(op.version for op in pr.opset_import if op.domain in ("", "ai.onnx")) != opset:
+            pr = version_converter.convert_version(pr, opset)
+        pr = compose.add_prefix(pr, f"m{i}/")
+        g = pr.graph
+        if graph_in is None:
+            graph_in = onnx.ValueInfoProto()
+            graph_in.CopyFrom(g.input[0])
+            graph_in.name = "input"
+        nodes.append(helper.make_node("Identity", ["input"], [g.input[0].name]))
+        nodes.extend(g.node)
+        inits.extend(g.initializer)
+        t = f"m{i}/temperature"
+        inits.append(onnx.numpy_helper.from_array(np.array(m.temperature, np.float32), t))
+        nodes += [helper.make_node("Div", [g.output[0].name, t], [f"m{i}/scaled"]),
+                  helper.make_node("Softmax", [f"m{i}/scaled"], [f"m{i}/probs"], axis=-1)]
+        probs.append(f"m{i}/probs")
+    inits += [onnx.numpy_helper.from_array(np.array(1.0 / len(models), np.float32), "ensemble/weight"),
+              onnx.numpy_helper.from_array(np.array(1e-12, np.float32), "ensemble/floor")]
+    nodes += [helper.make_node("Sum", probs, ["ensemble/sum"]),
+              helper.make_node("Mul", ["ensemble/sum", "ensemble/weight"], ["ensemble/mean"]),
+              helper.make_node("Max", ["ensemble/mean", "ensemble/floor"], ["ensemble/clamped"]),
+              helper.make_node("Log", ["ensemble/clamped"], ["logits"])]
+    k = len(first.labels)
+    graph = helper.make_graph(nodes, "emolens_ensemble", [graph_in],
+                              [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["batch", k])],
+                              initializer=inits)
+    domains = {op.domain: op.version for pr in protos for op in pr.opset_import if op.domain not in ("", "ai.onnx")}
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]
+                              + [helper.make_opsetid(d, v) for d, v in domains.items()],
+                              producer_name="emolens")
+    proto.ir_version = max(pr.ir_version for pr in protos)
+    meta = ModelMeta(**{f: getattr(first, f) for f in _SHARED},
+                     architecture="ensemble(" + "+".join(m.architecture or "?" for m in metas) + ")",
+                     tta_hflip=first.tta_hflip if tta_hflip is None else tta_hflip,
+                     tta_scales=list(first.tta_scales) if tta_scales is None else list(tta_scales),
+                     name=name or "")
+    meta.write_to(proto)
+    onnx.checker.check_model(proto)
+    return _save(proto, out)
 
 
 # ----------------------------------------------------------------------------- parity and int8
