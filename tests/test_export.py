@@ -244,3 +244,13 @@ def test_ensemble_of_onnx_models_bad_input(binary_run, tmp_path, capsys):
     bad.write_bytes(b"not a model")
     assert main(["export", bundled, str(bad), "--out", str(tmp_path / "e2.onnx")]) == 2
     assert "Traceback" not in capsys.readouterr().err and not (tmp_path / "e2.onnx").exists()
+
+
+def test_ensemble_of_onnx_models_takes_the_views_asked_for(tmp_path, capsys):
+    bundled = str(default_model_path())
+    assert Classifier(bundled).meta.tta_hflip  # the members average mirror images
+    out = tmp_path / "one_view.onnx"
+    assert main(["export", bundled, bundled, "--tta-scales", "1.0", "--out", str(out)]) == 0
+    assert not Classifier(out).meta.tta_hflip and Classifier(out).meta.tta_scales == [1.0]
+    assert main(["export", bundled, bundled, "--tta-hflip", "--out", str(out), "--force"]) == 0
+    assert Classifier(out).meta.tta_hflip and Classifier(out).meta.tta_scales == [1.0]

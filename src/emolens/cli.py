@@ -268,8 +268,8 @@ def _ensemble_onnx(members: list[Path], args: argparse.Namespace) -> int:
         raise CLIError("quantize the members first (emolens export MODEL.onnx --int8 --data PATH), "
                        "then ensemble the int8 models")
     try:
-        path = ex.ensemble_onnx(members, out, name=args.name, tta_hflip=True if args.tta_hflip else None,
-                                tta_scales=args.tta_scales)
+        views = (args.tta_hflip, args.tta_scales or [1.0]) if args.tta_hflip or args.tta_scales else (None, None)
+        path = ex.ensemble_onnx(members, out, name=args.name, tta_hflip=views[0], tta_scales=views[1])
         if args.metrics:
             ex.restamp(path, path, metrics=_report_metrics(args.metrics))
     except (ModelError, ValueError) as e:
