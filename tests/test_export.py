@@ -254,3 +254,11 @@ def test_ensemble_of_onnx_models_takes_the_views_asked_for(tmp_path, capsys):
     assert not Classifier(out).meta.tta_hflip and Classifier(out).meta.tta_scales == [1.0]
     assert main(["export", bundled, bundled, "--tta-hflip", "--out", str(out), "--force"]) == 0
     assert Classifier(out).meta.tta_hflip and Classifier(out).meta.tta_scales == [1.0]
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"split": "val", "accuracy": 0.7012, "macro_f1": 0.69,
+                                  "weighted_f1": 0.7, "ece": 0.0211}))
+    assert main(["export", bundled, bundled, "--metrics", str(report), "--out", str(out), "--force"]) == 0
+    assert Classifier(out).meta.metrics["val_accuracy"] == 0.7012
+    fresh = tmp_path / "fresh.onnx"  # an unreadable report is refused before anything is written
+    assert main(["export", bundled, bundled, "--metrics", str(tmp_path / "nope.json"), "--out", str(fresh)]) == 2
+    assert "not a report.json" in capsys.readouterr().err and not fresh.exists()

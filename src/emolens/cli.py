@@ -267,11 +267,12 @@ def _ensemble_onnx(members: list[Path], args: argparse.Namespace) -> int:
     if args.int8:
         raise CLIError("quantize the members first (emolens export MODEL.onnx --int8 --data PATH), "
                        "then ensemble the int8 models")
+    metrics = _report_metrics(args.metrics) if args.metrics else None
+    chosen = args.tta_hflip or args.tta_scales  # the views given, as for a checkpoint; else the members'
     try:
-        views = (args.tta_hflip, args.tta_scales or [1.0]) if args.tta_hflip or args.tta_scales else (None, None)
-        path = ex.ensemble_onnx(members, out, name=args.name, tta_hflip=views[0], tta_scales=views[1])
-        if args.metrics:
-            ex.restamp(path, path, metrics=_report_metrics(args.metrics))
+        path = ex.ensemble_onnx(members, out, name=args.name, metrics=metrics,
+                                tta_hflip=args.tta_hflip if chosen else None,
+                                tta_scales=(args.tta_scales or [1.0]) if chosen else None)
     except (ModelError, ValueError) as e:
         raise CLIError(str(e)) from None
     print(f"wrote {path} (ensemble of {len(members)} models)")

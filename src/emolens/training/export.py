@@ -148,14 +148,16 @@ _SHARED = ("labels", "input_size", "channels", "mean", "std", "crop_margin")
 
 
 def ensemble_onnx(models: list[str | os.PathLike], out: str | os.PathLike, *, name: str | None = None,
-                  tta_hflip: bool | None = None, tta_scales: list[float] | None = None) -> Path:
+                  metrics: dict | None = None, tta_hflip: bool | None = None,
+                  tta_scales: list[float] | None = None) -> Path:
     """Several exported emolens models -> one ONNX model of their mean probability.
 
     For models whose training runs are gone (only the ``.onnx`` is left) or were quantized: the
     output is ``log(mean_i softmax(z_i / T_i))`` with each member's own calibrated temperature
     ``T_i``, so softmax(output) is the mean, as :class:`Ensemble` does for checkpoints. Members must
     share labels, input size, channels, normalisation and crop margin. The test-time views are
-    ``tta_hflip`` / ``tta_scales`` when given, else the members' (which must then agree)."""
+    ``tta_hflip`` / ``tta_scales`` when given, else the members' (which must then agree); ``metrics``
+    (e.g. the ensemble's own evaluation) go into its metadata."""
     from onnx import compose, helper, version_converter
 
     from ..classify import Classifier
@@ -213,7 +215,7 @@ def ensemble_onnx(models: list[str | os.PathLike], out: str | os.PathLike, *, na
                      architecture="ensemble(" + "+".join(m.architecture or "?" for m in metas) + ")",
                      tta_hflip=first.tta_hflip if tta_hflip is None else tta_hflip,
                      tta_scales=list(first.tta_scales) if tta_scales is None else list(tta_scales),
-                     name=name or "")
+                     name=name or "", metrics=dict(metrics or {}))
     meta.write_to(proto)
     onnx.checker.check_model(proto)
     return _save(proto, out)
