@@ -278,3 +278,21 @@ def test_committed_configs_still_load():
         d = yaml.safe_load(text) if path.suffix == ".yaml" else json.loads(text)
         cfg = TrainConfig.from_dict(d)
         assert cfg.epochs >= 1, path
+
+
+def test_a_run_that_fails_before_its_first_epoch_leaves_nothing_in_the_way(fer_root, tmp_path, capsys):
+    """Bad data fails after the run folder is made: the folder goes again (an empty one the user made stays),
+    so the corrected command is not told that a run already exists; a file given as --out is left alone."""
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(out), "--epochs", "1"]) == 2
+    assert "no such file or folder" in capsys.readouterr().err and not out.exists()
+    out.mkdir()
+    assert main(["train", "--data", str(tmp_path / "missing"), "--out", str(out), "--epochs", "1"]) == 2
+    assert out.is_dir() and not any(out.iterdir())
+    assert main(["train", "--data", str(fer_root), "--out", str(out), "--epochs", "1", "--limit-per-class", "2",
+                 "--batch-size", "8", "--threads", "1"]) == 0
+    assert (out / "model.onnx").is_file()
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    assert main(["train", "--data", str(fer_root), "--out", str(notes), "--epochs", "1"]) == 2
+    assert "is a file, not a run folder" in capsys.readouterr().err and notes.read_text() == "mine"

@@ -146,7 +146,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "label_smoothing": args.label_smoothing, "mixup": args.mixup, "cutmix": args.cutmix, "ema": args.ema,
         "class_weights": args.class_weights, "sampler": args.sampler,
         "patience": args.patience, "select": args.select, "weights": args.weights, "freeze": args.freeze,
-        "unfreeze_last": args.unfreeze_last, "device": args.device,
+        "unfreeze_last": args.unfreeze_last, "device": args.device, "teacher": args.teacher,
+        "distill": args.distill, "distill_temperature": args.distill_temperature,
     }.items() if v is not None}
     if args.no_augment:
         base["augment"] = {"hflip": False, "rotate": 0.0, "shift": 0.0, "zoom": 0.0, "shear": 0.0,
@@ -673,6 +674,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA), e.g. 1 (default off)")
     p.add_argument("--ema", type=float, metavar="DECAY",
                    help="validate, keep and export a moving average of the weights, e.g. 0.999 (default off)")
+    p.add_argument("--teacher", metavar="MODEL.onnx",
+                   help="knowledge distillation: an emolens .onnx model (one net or an ensemble) whose probabilities "
+                        "the model learns from as well as the labels")
+    p.add_argument("--distill", type=float, metavar="ALPHA",
+                   help="with --teacher: weight of the teacher's term, 0-1 (default 0.5; the labels get 1 - ALPHA)")
+    p.add_argument("--distill-temperature", type=float, metavar="TAU",
+                   help="with --teacher: softmax temperature of the comparison (default 2)")
     p.add_argument("--class-weights", choices=["balanced"], help="weight the loss by inverse class frequency")
     p.add_argument("--sampler", choices=["shuffle", "balanced"], help="balanced: draw every class equally often")
     p.add_argument("--patience", type=int, help="early stopping: epochs without a better val metric (0 = off)")

@@ -20,6 +20,7 @@ import dataclasses
 import json
 import math
 import random
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 
 from .augment import AugmentConfig, augment_batch
 from .data import MANIFEST_NAME, open_source
+from .distill import Teacher, distillation_loss
 from .zoo import count_params, create_model, get_spec
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -68,6 +70,10 @@ class TrainConfig:
     label_smoothing: float = 0.1
     mixup: float = 0.0  # mixup's Beta(alpha, alpha) (0 = off); with cutmix too, each batch uses one of the two
     cutmix: float = 0.0  # CutMix's Beta(alpha, alpha) (0 = off)
+    teacher: str | None = None  # knowledge distillation: an emolens .onnx model (one net or an ensemble) that
+    # scores every training batch; the student learns from its probabilities too (see training.distill)
+    distill: float = 0.5  # with a teacher: the weight of the distillation term (1 - distill on the labels)
+    distill_temperature: float = 2.0  # with a teacher: the softmax temperature both are compared at
     ema: float = 0.0  # keep an exponential moving average of the weights with this decay per step (0 = off,
     # e.g. 0.999); validation, best.pt and the export then use the averaged weights
     class_weights: str | None = None  # None | "balanced" (loss weights n / (k * n_class))
@@ -119,6 +125,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a Beta alpha >= 0 (0 = off), not {getattr(self, name)!r}")
         if not (isinstance(self.ema, int | float) and 0 <= self.ema < 1):
             raise ValueError(f"ema must be a decay in [0, 1) (0 = off, e.g. 0.999), not {self.ema!r}")
+        if not (isinstance(self.distill, int | float) and 0 <= self.distill <= 1):
+            raise ValueError(f"distill must be a weight in [0, 1] (the teacher's share), not {self.distill!r}")
+        if not (isinstance(self.distill_temperature, int | float) and self.distill_temperature > 0):
+            raise ValueError(f"distill_temperature must be a positive number, not {self.distill_temperature!r}")
+        if self.teacher is not None and not isinstance(self.teacher, str):
+            raise ValueError(f"teacher must be the path of an emolens .onnx model, not {self.teacher!r}")
         get_spec(self.model)  # unknown model -> ValueError listing the registry
 
 
@@ -259,10 +271,29 @@ def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
-    """Train a model as configured and return the run folder (with ``model.onnx`` in it)."""
+    """Train a model as configured and return the run folder (with ``model.onnx`` in it).
+
+    A new run that fails before its first epoch is saved (unreadable data, a teacher that does not fit ...)
+    leaves no run folder behind, so the same command can simply be run again once the cause is fixed."""
     out = Path(cfg.out)
-    if out.exists() and any(out.iterdir()) and not resume:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file, not a run folder: pick another --out")
+    existed = out.exists()
+    fresh = not (existed and any(out.iterdir()))
+    if not fresh and not resume:
         raise FileExistsError(f"{out} already holds a run: pick another --out, or pass --resume to continue it")
+    try:
+        return _train(cfg, resume=resume)
+    except Exception:
+        if fresh and out.is_dir() and not (out / "last.pt").exists():
+            shutil.rmtree(out, ignore_errors=True)
+            if existed:  # the empty folder the user had made stays
+                out.mkdir(parents=True, exist_ok=True)
+        raise
+
+
+def _train(cfg: TrainConfig, *, resume: bool) -> Path:
+    out = Path(cfg.out)
     cfg.validate()
     spec = get_spec(cfg.model)
     if cfg.mean is None or cfg.std is None:  # resolved here, so the written config states them
@@ -312,6 +343,12 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             raise ValueError(f"--init {cfg.init}: trained on classes {init.get('classes')}, this data has {tr.classes}")
         model.load_state_dict(init["model"])
         log(f"initialised from {cfg.init}")
+    teacher = None
+    if cfg.teacher:
+        teacher = Teacher(cfg.teacher, classes=tr.classes, input_size=spec.input_size, channels=spec.channels,
+                          mean=cfg.mean, std=cfg.std, threads=cfg.threads or None)
+        log(f"teacher: {teacher.describe()}; loss = {1 - cfg.distill:g} x cross-entropy + {cfg.distill:g} x "
+            f"distillation at temperature {cfg.distill_temperature:g}")
     counts = np.bincount(tr.labels, minlength=len(tr.classes))
     loss_weight = None
     if cfg.class_weights == "balanced":  # as sklearn's compute_class_weight("balanced")
@@ -369,6 +406,7 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
             x, pair, lam = mix_batch(augment_batch(to_input(tr.images[idx], device), cfg.augment, gen), cfg, gen)
             x = normalise(x, cfg)
             y = torch.from_numpy(tr.labels[idx]).to(device, non_blocking=True)
+            soft = teacher.probabilities(x) if teacher is not None else None
             lr = lr_at(state["step"], total_steps, epoch, cfg) * state["lr_factor"]
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -378,6 +416,9 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
                 loss = F.cross_entropy(logits.float(), y, **ce)
                 if lam < 1:
                     loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), y[pair], **ce)
+                if soft is not None:
+                    kd = distillation_loss(logits, soft, cfg.distill_temperature)
+                    loss = (1 - cfg.distill) * loss + cfg.distill * kd
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
