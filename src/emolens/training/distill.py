@@ -52,7 +52,7 @@ class Teacher:
                              f"the student {input_size}x{input_size} {kind[channels]}; pick a teacher with the "
                              "student's input")
         # the loop's batch is (x - mean) / std; the teacher wants (x - mean_t) / std_t: one affine map per channel
-        m, s = _per_channel(mean, channels), _per_channel(std, channels)
+        m, s = np.asarray(mean, np.float32).reshape(-1), np.asarray(std, np.float32).reshape(-1)  # 1 or C values
         mt, st = np.asarray(meta.mean_array(), np.float32), np.asarray(meta.std_array(), np.float32)
         self.scale = (s / st).reshape(1, -1, 1, 1)
         self.shift = ((m - mt) / st).reshape(1, -1, 1, 1)
@@ -69,11 +69,6 @@ class Teacher:
         name = meta.name or meta.architecture or "model"
         views = "with its mirror view" if meta.tta_hflip else "one view"
         return f"{self.path} ({name}, {views}, temperature {meta.temperature:g})"
-
-
-def _per_channel(v: float | list[float], channels: int) -> np.ndarray:
-    a = np.asarray(v, dtype=np.float32).reshape(-1)
-    return np.repeat(a, channels) if a.size == 1 else a
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, tau: float) -> torch.Tensor:
