@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,7 +20,7 @@ pytest.importorskip("matplotlib")
 
 from emolens.classify import Classifier, default_model_path  # noqa: E402
 from emolens.cli import main  # noqa: E402
-from emolens.training.data import MANIFEST_NAME  # noqa: E402
+from emolens.training.data import MANIFEST_NAME, load_folder_split  # noqa: E402
 from emolens.training.export import load_checkpoint, parity  # noqa: E402
 
 PER_CLASS = 60
@@ -103,11 +106,28 @@ def test_int8_of_the_bundled_model_keeps_its_accuracy(fer_root, tmp_path, capsys
     assert main(args) == 0
     res = json.loads(out.with_suffix(".json").read_text())
     assert res["val_images"] == 105 and res["calibration_images"] == 70
-    assert abs(res["accuracy_change"]) <= 0.06 and res["agreement"] >= 0.85
+    # 7-bit weights: with 8-bit ones, ONNX Runtime's int8 kernels on CPUs without VNNI (AVX2 only)
+    # overflow, and the copy agreed with the float model on only 88% of these faces (max diff 0.6)
+    assert abs(res["accuracy_change"]) <= 0.04 and res["agreement"] >= 0.95 and res["max_prob_diff"] < 0.25
     assert Classifier(out).labels == Classifier().labels
     assert "1 thread, ms per face" in capsys.readouterr().out
     assert main(args) == 2  # the second time it refuses to replace the file
     assert "already exists" in capsys.readouterr().err
+
+    # scripts/dequantize_qdq.py turns the int8 file back into a float model that means the same
+    # (how members whose float source is gone were re-quantized); it never replaces a file
+    script = Path(__file__).resolve().parents[1] / "scripts" / "dequantize_qdq.py"
+    back = tmp_path / "back.onnx"
+    run = [sys.executable, str(script), str(out), str(back)]
+    assert subprocess.run(run, capture_output=True, text=True).returncode == 0
+    faces = load_folder_split(fer_root, "val", classes=Classifier().labels, limit_per_class=8).images
+    p8, pf = Classifier(out).predict_proba(list(faces)), Classifier(back).predict_proba(list(faces))
+    p32 = Classifier().predict_proba(list(faces))
+    assert Classifier(back).meta.labels == Classifier().labels
+    assert np.abs(pf - p32).max() < 0.1 and (pf.argmax(1) == p32.argmax(1)).mean() >= 0.95
+    assert np.abs(pf - p8).max() < 0.25
+    again = subprocess.run(run, capture_output=True, text=True)
+    assert again.returncode == 2 and "already exists" in again.stderr
 
 
 @pytest.mark.parametrize("case", ["onnx-without-int8", "no-data", "no-checkpoint"])

@@ -305,6 +305,10 @@ def quantize_int8(
     ``static`` (default): QDQ format, per-channel int8 weights, uint8 activations calibrated
     (min/max) on ``calib_images`` — what conv nets need to actually run int8 kernels;
     ``dynamic``: int8 weights only, activations quantized on the fly (mostly helps MatMul/Gemm).
+    Weights use 7 of their 8 bits (``reduce_range``): on x86 CPUs without VNNI (AVX2 only) ONNX
+    Runtime's uint8 x int8 kernels add products in 16 bits that overflow with full-range weights. On
+    such a CPU (measured: an AMD EPYC with AVX2) the bundled model quantized with 8-bit weights agreed
+    with its float self on 89% of the val faces and lost 1.5 points; with 7-bit weights, 99% and none.
     The metadata is copied over, so the result works everywhere the float model does.
     Returns accuracy of both models on ``val_images`` (single view, no TTA), the max probability
     difference, single-thread ms per face and file sizes."""
@@ -343,9 +347,9 @@ def quantize_int8(
                 if not len(calib_images):
                     raise ValueError("static quantization needs calibration images")
                 quantize_static(str(pre), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, reduce_range=True)
             elif mode == "dynamic":
-                quantize_dynamic(str(pre), str(q), weight_type=QuantType.QInt8)
+                quantize_dynamic(str(pre), str(q), weight_type=QuantType.QInt8, reduce_range=True)
             else:
                 raise ValueError(f"unknown quantization mode {mode!r} (static or dynamic)")
         proto = onnx.load(str(q))
