@@ -183,6 +183,25 @@ def test_a_kill_between_last_pt_and_best_pt_is_repaired_on_resume(tiny_run, tmp_
     assert (run / "model.onnx").is_file() and [r["epoch"] for r in _history(run)] == ["1"]
 
 
+def test_precision_auto_is_bf16_only_where_the_cpu_runs_it_natively(fer_root, tmp_path, monkeypatch):
+    """bf16 autocast on a CPU without native bf16 (AVX2 only) is emulated, ~10x slower than fp32: the
+    default (auto) trains in fp32 there; asking for bf16 still gets it, with a note saying what it costs."""
+    from emolens.training import loop
+
+    cpu = torch.device("cpu")
+    assert TrainConfig(data=str(fer_root)).precision == "auto"
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: True)
+    assert loop.amp_dtype("auto", cpu) == torch.bfloat16 and loop.amp_dtype("fp32", cpu) is None
+    monkeypatch.setattr(loop, "cpu_has_bf16", lambda: False)
+    assert loop.amp_dtype("auto", cpu) is None and loop.amp_dtype("bf16", cpu) == torch.bfloat16
+
+    tiny = {"limit_per_class": 4, "epochs": 1, "device": "cpu", "tensorboard": False}
+    log = (_run(fer_root, tmp_path, "auto", **tiny) / "train.log").read_text()
+    assert "autocast off (fp32) (precision auto)" in log and "no native bf16" not in log
+    log = (_run(fer_root, tmp_path, "bf16", precision="bf16", **tiny) / "train.log").read_text()
+    assert "autocast bfloat16" in log and "no native bf16 (AVX2 only)" in log
+
+
 def test_device_auto_picks_what_torch_sees():
     assert resolve_device("cpu") == torch.device("cpu")
     assert resolve_device("auto") == torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -661,8 +661,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float)
     p.add_argument("--seed", type=int)
     p.add_argument("--threads", type=int)
-    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"],
-                   help="autocast precision (default bf16; fp16 needs a GPU, where it uses loss scaling)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="autocast precision (default auto: bf16 on a GPU or CPU that has it, else fp32 on the CPU "
+                        "and fp16 with loss scaling on a GPU; fp16 needs a GPU)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"],
                    help="where to train (default auto: cuda when torch sees a GPU, else cpu)")
     p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="default adamw (sgd: momentum 0.9)")
