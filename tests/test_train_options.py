@@ -230,9 +230,12 @@ def test_augment_flags_reach_the_run_config(fer_root, tmp_path):
                  "--threads", "2", "--no-augment", "--augment", "rotate=15", "--augment", "hflip=yes"]) == 0
     config = json.loads((out / "config.json").read_text())
     assert config["augment"] == {**{k: 0.0 for k in config["augment"]}, "hflip": True, "rotate": 15.0}
-    assert config["device"] == "auto"
+    assert config["device"] == "auto" and config["precision"] == "auto"
     if not torch.cuda.is_available():
-        assert "device: cpu, autocast bfloat16" in (out / "train.log").read_text()
+        from emolens.training.loop import cpu_has_bf16
+
+        autocast = "bfloat16" if cpu_has_bf16() else "off (fp32)"
+        assert f"device: cpu, autocast {autocast} (precision auto)" in (out / "train.log").read_text()
 
 
 def test_augmentation_and_mixing_stay_on_the_batch_device():
