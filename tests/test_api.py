@@ -130,6 +130,30 @@ def test_fast_variant_classifies_one_view_per_face(rec, photos_dir):
     assert len(crop) == 1
 
 
+def test_the_fast_bundled_model_is_an_int8_copy_that_agrees_with_the_default(rec, photos_dir, capsys):
+    """`--model fast` / EmotionRecognizer("fast"): the bundled int8 copy, a quarter of the size, with the
+    default's labels and views, and the same emotion for every face of the real photos."""
+    from emolens.classify import bundled_model_path, default_model_path
+    from emolens.cli import main
+
+    fast = EmotionRecognizer("fast")
+    path = fast.classifier.path
+    assert path == bundled_model_path("fast") and path.stat().st_size < default_model_path().stat().st_size / 3
+    m, d = fast.classifier.meta, rec.classifier.meta
+    assert (m.labels, m.tta_hflip, m.tta_scales) == (d.labels, d.tta_hflip, d.tta_scales)
+    assert m.name.endswith("int8") and m.metrics["val_accuracy"] >= 0.67
+    photos = sorted(photos_dir.glob("*.jpg"))
+    assert len(photos) >= 7
+    for photo in photos:  # measured: at most 0.017 apart
+        ours, theirs = fast.predict(photo), rec.predict(photo)
+        assert [f.box for f in ours] == [f.box for f in theirs]
+        assert [f.label for f in ours] == [f.label for f in theirs], photo.name
+        assert max(abs(f.score - g.score) for f, g in zip(ours, theirs)) < 0.05, photo.name
+    assert main(["predict", "--model", "fast", "--json", str(photos_dir / "portrait_obama.jpg")]) == 0
+    (result,) = json.loads(capsys.readouterr().out)
+    assert [f["label"] for f in result["faces"]] == ["happy"]
+
+
 def test_an_image_without_faces_gives_an_empty_list(rec):
     blank = np.full((240, 320, 3), 200, np.uint8)
     assert rec.predict(blank) == []

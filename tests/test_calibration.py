@@ -88,3 +88,16 @@ def test_calibrated_model_keeps_everything_else(fer_root, tmp_path):
     a, b = Classifier(None).meta, Classifier(tmp_path / "c.onnx").meta
     assert json.loads(a.to_json()) | {"temperature": b.temperature, "metrics": b.metrics} == json.loads(b.to_json())
     assert r["n"] == 7 * 20 and r["temperature"] == pytest.approx(b.temperature, abs=1e-4)
+
+
+def test_calibrating_the_fast_bundled_model_writes_into_the_working_folder(fer_root, tmp_path, monkeypatch, capsys):
+    """`emolens calibrate fast` without --out: the copy lands in the current folder, as for `default`,
+    never next to the model inside the installed package."""
+    from emolens.classify import bundled_model_path
+
+    assets = sorted(bundled_model_path("fast").parent.iterdir())
+    monkeypatch.chdir(tmp_path)
+    assert main(["calibrate", "fast", "--data", str(fer_root), "--limit-per-class", "5"]) == 0
+    assert (tmp_path / "emolens-fer-vgg-s-int8.calibrated.onnx").is_file()
+    assert sorted(bundled_model_path("fast").parent.iterdir()) == assets
+    assert Classifier(tmp_path / "emolens-fer-vgg-s-int8.calibrated.onnx").meta.name.endswith("int8")

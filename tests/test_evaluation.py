@@ -92,8 +92,9 @@ def test_evaluate_refuses_to_overwrite_a_report_unless_forced(bundled_eval, fer_
 
 
 def test_compare_puts_runs_side_by_side(bundled_eval, fer_root, tmp_path, capsys):
+    """The bundled model against its bundled int8 copy (`evaluate fast`)."""
     other = tmp_path / "other"
-    assert main(["evaluate", "default", "--data", str(fer_root), "--limit-per-class", "4", "--out", str(other),
+    assert main(["evaluate", "fast", "--data", str(fer_root), "--limit-per-class", "4", "--out", str(other),
                  "--force"]) == 0
     capsys.readouterr()
     assert main(["compare", str(bundled_eval), str(other / "report.json")]) == 0
@@ -102,7 +103,8 @@ def test_compare_puts_runs_side_by_side(bundled_eval, fer_root, tmp_path, capsys
     assert str(bundled_eval) in table and "val (84)" in table and "val (28)" in table
     assert main(["compare", "--json", str(bundled_eval), str(other)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["n"] for r in rows] == [84, 28] and rows[0]["params"] == rows[1]["params"]
+    assert [r["n"] for r in rows] == [84, 28] and [r["architecture"] for r in rows] == ["vgg_s", "vgg_s"]
+    assert rows[1]["size_mb"] < rows[0]["size_mb"] / 3  # int8
 
 
 @pytest.mark.parametrize("case", ["no-model", "no-split", "foreign-classes", "bad-report", "never-evaluated",

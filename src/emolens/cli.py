@@ -26,6 +26,10 @@ from . import __version__
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'emolens[train]'"
 
 
+MODEL_HELP = "an emolens .onnx model, or 'fast' for the bundled int8 copy (default: the bundled model)"
+MODEL_ARG_HELP = "an .onnx model, a run folder, 'default' for the bundled model or 'fast' for its int8 copy"
+
+
 class CLIError(Exception):
     """An error to report as one line on stderr with exit code 2."""
 
@@ -355,14 +359,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         from .evaluation.metrics import resolve_model
     except ImportError:
         raise CLIError(TRAIN_EXTRA_HINT) from None
-    from .classify import ModelError, default_model_path
+    from .classify import BUNDLED_MODELS, ModelError, default_model_path
 
     try:
         onnx_path, _ = resolve_model(args.model)
     except FileNotFoundError as e:
         raise CLIError(str(e)) from None
     src = onnx_path or default_model_path()
-    out = Path(args.out) if args.out else Path(src.name if onnx_path is None else src).with_suffix(".calibrated.onnx")
+    bundled = onnx_path is None or str(args.model) in BUNDLED_MODELS  # its copy goes here, not into the package
+    out = Path(args.out) if args.out else Path(src.name if bundled else src).with_suffix(".calibrated.onnx")
     if out.exists() and not args.force:
         raise CLIError(f"{out} already exists; pass --force to replace it, or give another --out")
     if out.resolve() == src.resolve():
@@ -597,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON (one object per image) instead of a table")
     p.add_argument("--annotate", metavar="OUT_DIR", help="write annotated copies of the images into this folder")
     p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
-    p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
+    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     p.add_argument("--detector", default="haar", help="face detector (default: haar)")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
     p.add_argument("--no-tta", action="store_true",
@@ -605,7 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     def stream_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
+        p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
         p.add_argument("--detector", default="haar-fast", help="face detector (default: haar-fast; haar is slower)")
         p.add_argument("--threads", type=_positive_int, default=1,
                        help="CPU threads for the model (default: 1, the fastest for one frame at a time)")
@@ -644,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="PT", help="PyTorch checkpoint of --model for --method gradcam")
     p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
     p.add_argument("--force", action="store_true", help="replace existing output files")
-    p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
+    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     p.add_argument("--detector", default="haar", help="face detector (default: haar)")
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
     p.add_argument("--no-tta", action="store_true",
@@ -704,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="report (JSON, markdown, plots) of a model on a labelled split ([train] extra)")
-    p.add_argument("model", help="an .onnx model, a run folder, or 'default' for the bundled model")
+    p.add_argument("model", help=MODEL_ARG_HELP)
     p.add_argument("--data", required=True, help="FER2013 CSV, <split>/<class>/* or flat <class>/* folders")
     p.add_argument("--split", default="val", help="train, val or test (default: val)")
     p.add_argument("--limit-per-class", type=int)
@@ -739,7 +744,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("calibrate", help="fit the softmax temperature on a labelled split; write a calibrated copy")
-    p.add_argument("model", help="an .onnx model, a run folder, or 'default' for the bundled model")
+    p.add_argument("model", help=MODEL_ARG_HELP)
     p.add_argument("--data", required=True, help="dataset (FER2013 CSV or folders) with the split to fit on")
     p.add_argument("--split", default="val", help="split to fit the temperature on (default val)")
     p.add_argument("--out", help="output .onnx (default: <model>.calibrated.onnx); the input is never changed")
@@ -754,7 +759,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
-    p.add_argument("--model", metavar="PATH", help="an emolens .onnx model (default: the bundled model)")
+    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     p.add_argument("--detector", default="haar",
                    help="face detector of requests without ?detector= : haar (default) or haar-fast "
                         "(every detector is loaded; the web page's live mode asks for haar-fast)")

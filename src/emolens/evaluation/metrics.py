@@ -23,6 +23,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from ..classify import BUNDLED_MODELS, bundled_model_path
 from ..detect.base import Box
 from ..recognizer import EmotionRecognizer
 from ..training.data import MANIFEST_NAME, DataSource, open_source
@@ -120,16 +121,19 @@ class Evaluation:
 
 def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | None]:
     """(``.onnx`` path or None for the bundled model, run folder or None) of a model argument:
-    ``None``/``"default"``, an ``.onnx`` file, or a run folder holding ``model.onnx``."""
+    ``None``/``"default"``, ``"fast"`` (the bundled int8 copy), an ``.onnx`` file, or a run folder holding
+    ``model.onnx``."""
     if model is None or str(model) == "default":
         return None, None
+    if str(model) in BUNDLED_MODELS:
+        return bundled_model_path(str(model)), None
     p = Path(model)
     if p.is_dir():
         if not (p / "model.onnx").is_file():
             raise FileNotFoundError(f"{p}: a folder without model.onnx (give an .onnx file or a run folder)")
         return p / "model.onnx", p
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such model (give an .onnx file, a run folder, or 'default')")
+        raise FileNotFoundError(f"{p}: no such model (give an .onnx file, a run folder, 'default' or 'fast')")
     run = p.parent if (p.parent / MANIFEST_NAME).is_file() else None
     return p, run
 
