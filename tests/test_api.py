@@ -144,7 +144,7 @@ def test_the_fast_bundled_model_is_an_int8_copy_that_agrees_with_the_default(rec
     assert m.name.endswith("int8") and m.metrics["val_accuracy"] >= 0.67
     photos = sorted(photos_dir.glob("*.jpg"))
     assert len(photos) >= 7
-    for photo in photos:  # measured: at most 0.017 apart
+    for photo in photos:  # measured: at most 0.022 apart
         ours, theirs = fast.predict(photo), rec.predict(photo)
         assert [f.box for f in ours] == [f.box for f in theirs]
         assert [f.label for f in ours] == [f.label for f in theirs], photo.name

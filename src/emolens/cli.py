@@ -218,13 +218,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- export
 def _report_metrics(report_json: str) -> dict[str, float]:
     """The headline numbers of an `emolens evaluate` report.json, as stored in a model's metadata."""
+    from .evaluation.metrics import headline_metrics
+
     try:
         report = json.loads(Path(report_json).read_text())
-        keys = ("accuracy", "macro_f1", "weighted_f1")
-        metrics = {f"{report['split']}_{k}": round(float(report[k]), 4) for k in keys}
-        if report.get("ece") is not None:
-            metrics[f"{report['split']}_ece"] = round(float(report["ece"]), 4)
-        return metrics
+        return headline_metrics(report, report["split"])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CLIError(f"--metrics {report_json}: not a report.json from `emolens evaluate` ({e})") from None
 
@@ -385,7 +383,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
           f"(cross-fitted, T from the other half: {r['ece_cross_fitted']:.4f})\n"
           f"  NLL: {r['nll_before']:.4f} -> {r['nll_after']:.4f}; accuracy {r['accuracy_before']:.4f} -> "
           f"{r['accuracy_after']:.4f}\n"
-          f"wrote {out}")
+          f"wrote {out}" + (f" (its stored {args.split} figures are the input's, less their ECE: T was fitted on "
+                            "a sample)" if args.limit_per_class else f" (with its {args.split} figures at this T)"))
     return 0
 
 

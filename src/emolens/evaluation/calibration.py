@@ -26,7 +26,7 @@ from scipy.optimize import minimize_scalar
 from ..classify import softmax_views
 from ..detect.base import Box
 from ..recognizer import EmotionRecognizer
-from .metrics import ECE_BINS, calibration, load_faces, resolve_model
+from .metrics import ECE_BINS, calibration, classification_metrics, headline_metrics, load_faces, resolve_model
 
 
 def view_logits(rec: EmotionRecognizer, images: np.ndarray, chunk: int = 256) -> np.ndarray:
@@ -79,7 +79,9 @@ def calibrate_model(
     log=None,
 ) -> dict[str, Any]:
     """Fit the softmax temperature of an emolens ONNX model on a labelled split and, with ``out``,
-    write a copy of the model with that temperature in its metadata (the input is never changed).
+    write a copy of the model with that temperature in its metadata (the input is never changed),
+    and with the split's accuracy, F1 and ECE as the calibrated copy scores them, plus the cross-fitted ECE
+    (fitted on a sample, ``limit_per_class``, the copy keeps the input's figures, less its stale ECE).
 
     Returns the temperature, the split's size, accuracy and ECE (15 bins) before and after, and the
     cross-fitted ECE (see the module docstring)."""
@@ -95,7 +97,7 @@ def calibrate_model(
     y = ds.labels
     t_old = float(clf.meta.temperature)
     before = softmax_views(z, t_old)
-    t = fit_temperature(z, y)
+    t = round(fit_temperature(z, y), 4)  # as stored in the copy's metadata, so its figures are the copy's
     after = softmax_views(z, t)
     result = {
         "model": str(clf.path), "data": str(data), "split": split, "n": int(len(y)),
@@ -109,9 +111,13 @@ def calibrate_model(
     if out is not None:
         proto = onnx.load(str(clf.path))
         meta = clf.meta
-        meta.temperature = round(t, 4)
-        meta.metrics = {**meta.metrics, f"{split}_ece_calibrated": round(result["ece_after"], 4),
-                        f"{split}_ece_cross_fitted": round(result["ece_cross_fitted"], 4)}
+        meta.temperature = t
+        if limit_per_class is None:
+            scored = classification_metrics(y, after.argmax(1), clf.labels, after)
+            meta.metrics = {**meta.metrics, **headline_metrics(scored, split),
+                            f"{split}_ece_cross_fitted": round(result["ece_cross_fitted"], 4)}
+        else:  # a sample of the split: keep the stored figures, less the ECE the new temperature changed
+            meta.metrics = {k: v for k, v in meta.metrics.items() if not k.startswith(f"{split}_ece")}
         meta.write_to(proto)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)

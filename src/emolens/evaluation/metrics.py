@@ -51,6 +51,16 @@ def calibration(probs: np.ndarray, y_true: np.ndarray, n_bins: int = ECE_BINS) -
     return {"ece": float(ece), "n_bins": n_bins, "bins": bins}
 
 
+def headline_metrics(report: dict[str, Any], split: str) -> dict[str, float]:
+    """What a model's metadata stores about a split, from a :func:`classification_metrics` report (or an
+    `emolens evaluate` report.json): ``{split}_accuracy``, ``_macro_f1``, ``_weighted_f1`` and, when
+    measured, ``_ece``, rounded to 4 places."""
+    out = {f"{split}_{k}": round(float(report[k]), 4) for k in ("accuracy", "macro_f1", "weighted_f1")}
+    if report.get("ece") is not None:
+        out[f"{split}_ece"] = round(float(report["ece"]), 4)
+    return out
+
+
 def roc_per_class(y_true: np.ndarray, probs: np.ndarray, labels: list[str]) -> dict[str, dict[str, Any]]:
     """One-vs-rest ROC curve and AUC of each class (``None`` where the class has no positives or no negatives)."""
     out: dict[str, dict[str, Any]] = {}
