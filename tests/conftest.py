@@ -1,4 +1,4 @@
-"""Shared fixtures: the real data next to the repository (../shared), skipped when absent."""
+"""Shared fixtures: the real data next to the repository (../shared), skipped when absent; model copies."""
 
 from __future__ import annotations
 
@@ -25,3 +25,23 @@ def fer_root() -> Path:
     if not p.is_dir():
         pytest.skip(f"FER2013 dataset not found at {p}")
     return p
+
+
+@pytest.fixture
+def with_temperature():
+    """``make(src, dst, temperature) -> dst``: a copy of an emolens ONNX model whose metadata says
+    softmax(logits / temperature), as `emolens calibrate` writes (``temperature=1``: the raw softmax)."""
+
+    def make(src, dst, temperature: float) -> Path:
+        import onnx
+
+        from emolens.classify import Classifier
+
+        clf = Classifier(src)
+        clf.meta.temperature = temperature
+        proto = onnx.load(str(clf.path))
+        clf.meta.write_to(proto)
+        onnx.save(proto, str(dst))
+        return Path(dst)
+
+    return make

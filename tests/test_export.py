@@ -217,22 +217,11 @@ def test_ensemble_needs_out_and_matching_members(binary_run, tmp_path, capsys):
     assert not (tmp_path / "e.onnx").exists()
 
 
-def _with_temperature(src, dst, temperature: float):
-    """A copy of an ONNX model whose metadata says softmax(logits / temperature), as `emolens calibrate` writes."""
-    import onnx
-
-    clf = Classifier(src)
-    clf.meta.temperature = temperature
-    proto = onnx.load(str(src))
-    clf.meta.write_to(proto)
-    onnx.save(proto, str(dst))
-    return dst
-
-
-def test_ensemble_of_onnx_models_averages_their_calibrated_probabilities(fer_root, tmp_path, capsys):
+def test_ensemble_of_onnx_models_averages_their_calibrated_probabilities(fer_root, tmp_path, capsys,
+                                                                         with_temperature):
     """Only .onnx files left (the runs are gone): the ensemble is still one model of the mean probability,
     each member softened by its own temperature."""
-    warm = _with_temperature(default_model_path(), tmp_path / "t2.onnx", 2.0)
+    warm = with_temperature(default_model_path(), tmp_path / "t2.onnx", 2.0)
     out = tmp_path / "ens.onnx"
     assert main(["export", str(default_model_path()), str(warm), "--out", str(out), "--name", "pair"]) == 0
     assert "ensemble of 2 models" in capsys.readouterr().out
