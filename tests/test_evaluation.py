@@ -4,6 +4,8 @@ bundled model evaluated on a real FER2013 subset through the CLI."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +168,83 @@ def test_colour_models_see_colour_images_in_the_right_channel_order(tmp_path):
                  "--out", str(tmp_path / "ev")]) == 0
     r = json.loads((tmp_path / "ev" / "report.json").read_text())
     assert r["labels"] == ["red", "blue"] and r["n"] == 6 and r["accuracy"] == 1.0
+
+
+# ----------------------------------------------------------------------------- end to end: --detect
+WILD = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "wild"
+
+
+@pytest.fixture(scope="module")
+def picture_set(tmp_path_factory, photos_dir):
+    """A split of real pictures: two smiling portraits (happy), one sad-labelled portrait and a blank
+    picture in which no face can be found (also labelled sad)."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("pictures")
+    for cls, names in {"happy": ["portrait_obama.jpg", "portrait_biden.jpg"], "sad": ["portrait_obama2.jpg"]}.items():
+        (root / "val" / cls).mkdir(parents=True)
+        for n in names:
+            shutil.copy(photos_dir / n, root / "val" / cls / n)
+    cv2.imwrite(str(root / "val" / "sad" / "blank.png"), np.full((200, 300, 3), 200, np.uint8))
+    return root
+
+
+def test_evaluate_detect_scores_the_largest_face_and_counts_misses_as_wrong(picture_set, tmp_path, capsys):
+    out = tmp_path / "e2e"
+    assert main(["evaluate", "default", "--data", str(picture_set), "--detect", "--out", str(out)]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["n"] == 4 and r["detection"]["found"] == 3 and r["detection"]["total"] == 4
+    assert r["detection"]["detector"] == "centerface"
+    assert [Path(f).name for f in r["detection"]["missed"]] == ["blank.png"]
+    assert r["per_class"]["happy"]["recall"] == 1.0  # both smiles found and read as happy
+    assert r["per_class"]["sad"]["recall"] <= 0.5  # the blank picture counts as wrong
+    assert r["accuracy"] <= 0.75
+    # macro averages run over the two classes present, not all seven
+    assert r["classes_present"] == ["happy", "sad"]
+    f1 = [r["per_class"][c]["f1"] for c in ("happy", "sad")]
+    assert r["macro_f1"] == pytest.approx(sum(f1) / 2)
+    md = (out / "report.md").read_text()
+    assert "3 / 4" in md and "over the 2 classes present" in md
+
+
+def test_evaluate_detect_with_haar_and_no_align(picture_set, tmp_path):
+    out = tmp_path / "haar"
+    assert main(["evaluate", "default", "--data", str(picture_set), "--detect", "--detector", "haar",
+                 "--no-align", "--out", str(out)]) == 0
+    r = json.loads((out / "report.json").read_text())
+    assert r["detection"]["detector"] == "haar" and r["detection"]["align"] == "none"
+    assert r["detection"]["found"] == 3
+
+
+def test_classes_the_model_lacks_are_an_error_unless_skipped(picture_set, tmp_path, capsys):
+    extra = tmp_path / "ck"
+    shutil.copytree(picture_set, extra)
+    (extra / "val" / "contempt").mkdir()
+    shutil.copy(extra / "val" / "happy" / "portrait_obama.jpg", extra / "val" / "contempt" / "x.jpg")
+    for flags in (["--detect"], []):
+        assert main(["evaluate", "default", "--data", str(extra), *flags, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err
+        assert "contempt" in err and "--skip-unknown" in err and "Traceback" not in err
+    assert main(["evaluate", "default", "--data", str(extra), "--detect", "--skip-unknown",
+                 "--out", str(tmp_path / "o")]) == 0
+    assert json.loads((tmp_path / "o" / "report.json").read_text())["n"] == 4
+
+
+def test_evaluate_detect_refuses_a_csv(tmp_path, capsys):
+    csv = tmp_path / "fer.csv"
+    csv.write_text("emotion,pixels,Usage\n3," + " ".join(["128"] * 2304) + ",PublicTest\n")
+    assert main(["evaluate", "default", "--data", str(csv), "--split", "val", "--detect",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "--detect needs pictures" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not WILD.is_dir(), reason="wild val set not found")
+def test_wild_pictures_end_to_end_beats_haar_on_found_faces():
+    from emolens.evaluation.metrics import evaluate_model
+
+    learned = evaluate_model(None, WILD, "val", detect=True, limit_per_class=12)
+    haar = evaluate_model(None, WILD, "val", detect=True, detector="haar", limit_per_class=12)
+    n = learned.report["n"]
+    assert n == haar.report["n"] == 6 * 12 + 11  # fear has 11 pictures
+    assert learned.report["detection"]["found"] >= 0.97 * n
+    assert learned.report["detection"]["found"] > haar.report["detection"]["found"]

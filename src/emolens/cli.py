@@ -1,11 +1,12 @@
 """``emolens`` command line: one thin verb per library call.
 
-    emolens predict PHOTO [PHOTO | FOLDER ...] [--json] [--annotate DIR] [--no-detect]
+    emolens predict PHOTO [PHOTO | FOLDER ...] [--json] [--annotate DIR] [--no-detect] [--detector NAME]
+    emolens detectors
     emolens video IN.mp4 [--out OUT.mp4] [--csv FILE] [--plot FILE.png] [--every N] [--force]
     emolens webcam [--camera 0]
     emolens explain IMAGE [IMAGE ...] [--out DIR] [--label L] [--method occlusion|rise|gradcam] [--force]
     emolens train --data PATH [--config FILE] [--model NAME] [--epochs N] [--out RUN]   ([train] extra)
-    emolens evaluate MODEL --data PATH [--split val] [--out DIR] [--force]              ([train] extra)
+    emolens evaluate MODEL --data PATH [--split val] [--detect] [--out DIR] [--force]   ([train] extra)
     emolens compare RUN_A RUN_B ... [--json]                                            ([train] extra)
     emolens calibrate MODEL --data PATH [--split val] [--out OUT.onnx]                  ([train] extra)
     emolens export RUN [RUN ...] [--out model.onnx] [--int8]                            ([train] extra)
@@ -22,6 +23,8 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .align import ALIGN_MODES
+from .detect import DEFAULT_DETECTOR, FAST_DETECTOR, available_detectors
 
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'emolens[train]'"
 
@@ -44,11 +47,17 @@ def _need_training():
 # ----------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
     from .classify import ModelError
+    from .imageio import expand_inputs
     from .output import format_table, to_json
+    from .progress import Progress
     from .recognizer import EmotionRecognizer
 
+    # several pictures: one worker per core, each model on one thread (2.5x the pictures/s on 2 cores)
+    workers = args.workers or (1 if args.threads else (os.cpu_count() or 1))
+    threads = args.threads or (1 if workers > 1 else None)
     try:
-        rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta)
+        rec = EmotionRecognizer(args.model, detector=args.detector, threads=threads, tta=not args.no_tta,
+                                align=_align_of(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     annotate_dir = args.annotate
@@ -59,11 +68,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise CLIError(f"--annotate {annotate_dir}: exists and is not a folder") from None
         except OSError as e:
             raise CLIError(f"--annotate {annotate_dir}: cannot create the folder ({e.strerror or e})") from None
+    files = expand_inputs(list(args.inputs))
+    bar = Progress(len(files), unit="picture", rate_unit="pictures/s", terminal_only=True,
+                   enabled=not args.quiet and len(files) > 1)
     results = []
-    for r in rec.predict_files(args.inputs, detect=not args.no_detect, annotate_dir=annotate_dir):
+    for r in rec.predict_files(files, detect=not args.no_detect, annotate_dir=annotate_dir, workers=workers,
+                               draw_landmarks=not args.no_landmarks):
         results.append(r)
+        bar.update(len(results))
         if r.error:
             print(f"emolens: error: {r.error}", file=sys.stderr)
+    if len(results) > 1 or bar.n:
+        bar.close()
     if not results:
         raise CLIError("no image files found in the given folder(s)")
     print(to_json(results) if args.json else format_table(results))
@@ -72,6 +88,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
             if r.annotated:
                 print(f"annotated: {r.annotated}", file=sys.stderr)
     return 1 if any(not r.ok for r in results) else 0
+
+
+def _align_of(args: argparse.Namespace) -> str:
+    return "none" if getattr(args, "no_align", False) else args.align
+
+
+# ----------------------------------------------------------------------------- detectors
+def cmd_detectors(args: argparse.Namespace) -> int:
+    from .detect import DEFAULT_DETECTOR, FAST_DETECTOR, describe_detectors
+
+    infos = describe_detectors()
+    width = max(len(i.name) for i in infos)
+    print(f"{'detector'.ljust(width)}  landmarks  for")
+    for i in infos:
+        tag = " (default)" if i.name == DEFAULT_DETECTOR else " (video, webcam)" if i.name == FAST_DETECTOR else ""
+        print(f"{i.name.ljust(width)}  {'5' if i.landmarks else '-':<9}  {i.use}{tag if tag not in i.use else ''}")
+    return 0
 
 
 # ----------------------------------------------------------------------------- train
@@ -189,7 +222,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"{out} already holds a report; pass --force to replace it, or give another --out")
     try:
         ev = evaluate_model(args.model, args.data, args.split, limit_per_class=args.limit_per_class,
-                            log=lambda m: print(m, file=sys.stderr))
+                            log=lambda m: print(m, file=sys.stderr), detect=args.detect, detector=args.detector,
+                            align=_align_of(args), skip_unknown=args.skip_unknown)
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     print(format_report(ev.report))
@@ -423,7 +457,8 @@ def _stream_recognizer(args: argparse.Namespace):
     from .recognizer import EmotionRecognizer
 
     try:
-        return EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta)
+        return EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta,
+                                 align=_align_of(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
 
@@ -479,7 +514,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     from .recognizer import EmotionRecognizer
 
     try:
-        rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta)
+        rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta,
+                                align=_align_of(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     if args.label is not None and args.label not in rec.labels:
@@ -588,6 +624,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- parser
+def detector_flags(p: argparse.ArgumentParser, default: str) -> None:
+    """--detector, --align and --no-align: how faces are found and cut."""
+    from .recognizer import DEFAULT_ALIGN
+
+    p.add_argument("--detector", default=default, choices=available_detectors(), metavar="NAME",
+                   help=f"face detector: {', '.join(available_detectors())} (default: {default}; "
+                        "`emolens detectors` says what each is for)")
+    p.add_argument("--align", default=DEFAULT_ALIGN, choices=ALIGN_MODES,
+                   help=f"how faces with landmarks are cut for the model: none (the box), level (eyes level) or "
+                        f"template (landmarks onto the model's template) (default: {DEFAULT_ALIGN}, the most "
+                        "accurate measured)")
+    p.add_argument("--no-align", action="store_true", help="the same as --align none")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="emolens", description="Facial emotion recognition: find faces, classify their emotions."
@@ -602,15 +652,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotate", metavar="OUT_DIR", help="write annotated copies of the images into this folder")
     p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-    p.add_argument("--detector", default="haar", help="face detector (default: haar)")
-    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+    detector_flags(p, DEFAULT_DETECTOR)
+    p.add_argument("--threads", type=int,
+                   help="CPU threads per model call (default: 1 per worker; all cores with --workers 1)")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="pictures worked on at once (default: one per CPU core; 1 with --threads)")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
+    p.add_argument("--no-landmarks", action="store_true", help="no landmark dots in the --annotate images")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("detectors", help="list the face detectors and what each is for")
+    p.set_defaults(func=cmd_detectors)
 
     def stream_flags(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-        p.add_argument("--detector", default="haar-fast", help="face detector (default: haar-fast; haar is slower)")
+        detector_flags(p, FAST_DETECTOR)
         p.add_argument("--threads", type=_positive_int, default=1,
                        help="CPU threads for the model (default: 1, the fastest for one frame at a time)")
         p.add_argument("--no-tta", action="store_true",
@@ -649,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-    p.add_argument("--detector", default="haar", help="face detector (default: haar)")
+    detector_flags(p, DEFAULT_DETECTOR)
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
@@ -712,6 +770,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="FER2013 CSV, <split>/<class>/* or flat <class>/* folders")
     p.add_argument("--split", default="val", help="train, val or test (default: val)")
     p.add_argument("--limit-per-class", type=int)
+    p.add_argument("--detect", action="store_true",
+                   help="end to end: find the faces in each picture as `emolens predict` does and score the "
+                        "largest (a picture with no face found counts as wrong)")
+    detector_flags(p, DEFAULT_DETECTOR)
+    p.add_argument("--skip-unknown", action="store_true",
+                   help="leave out images of classes the model does not have (else they are an error)")
     p.add_argument("--out", help="folder for report.json, report.md and the PNGs (default for a run: RUN/eval-SPLIT)")
     p.add_argument("--force", action="store_true", help="replace an existing report")
     p.set_defaults(func=cmd_evaluate)
@@ -759,9 +823,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-    p.add_argument("--detector", default="haar",
-                   help="face detector of requests without ?detector= : haar (default) or haar-fast "
-                        "(every detector is loaded; the web page's live mode asks for haar-fast)")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=available_detectors(),
+                   help=f"face detector of requests without ?detector= (default: {DEFAULT_DETECTOR}; every "
+                        f"detector is loaded; the web page's live mode asks for {FAST_DETECTOR})")
     p.add_argument("--threads", type=_positive_int, help="ONNX Runtime threads per inference (default: 1)")
     p.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
                    help="images recognised at the same time (default: CPU cores, at most 4)")

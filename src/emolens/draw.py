@@ -27,8 +27,9 @@ def colour_for(label: str) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-def annotate(image: np.ndarray, faces: list[Face]) -> np.ndarray:
-    """Return a copy of a BGR image with each face's box and "label 93%" drawn on it."""
+def annotate(image: np.ndarray, faces: list[Face], *, landmarks: bool = True) -> np.ndarray:
+    """Return a copy of a BGR image with each face's box and "label 93%" drawn on it, and (``landmarks``)
+    a small dot on each of its landmarks where the detector gave them."""
     out = image.copy()
     h, w = out.shape[:2]
     base = max(h, w)
@@ -38,6 +39,11 @@ def annotate(image: np.ndarray, faces: list[Face]) -> np.ndarray:
         b = face.box
         col = colour_for(face.label)
         cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), col, thick + 1)
+        if landmarks and b.landmarks:
+            r = max(1, round(min(b.w, b.h) / 60))
+            for px, py in b.landmarks:
+                cv2.circle(out, (round(px), round(py)), r + 1, (0, 0, 0), cv2.FILLED, cv2.LINE_AA)
+                cv2.circle(out, (round(px), round(py)), r, col, cv2.FILLED, cv2.LINE_AA)
         text = f"{face.label} {face.score:.0%}"
         (tw, th), base_line = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
         ty = b.y - 4 if b.y - th - base_line - 4 >= 0 else min(h - 1, b.y + b.h + th + base_line + 4)

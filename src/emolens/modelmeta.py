@@ -29,6 +29,8 @@ class ModelMeta:
     tta_scales: list[float] = field(default_factory=lambda: [1.0])  # crop sizes (× the face box) to average
     name: str = ""
     metrics: dict[str, Any] = field(default_factory=dict)
+    # where the training faces have their 5 landmarks, as fractions of the crop (x, y); None = FER2013's framing
+    landmark_template: list[list[float]] | None = None
     format: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -51,6 +53,9 @@ class ModelMeta:
             raise ValueError(f"model metadata: 'input_size' {self.input_size} is too small")
         if not self.tta_scales or any(not 0.5 <= s <= 2.0 for s in self.tta_scales):
             raise ValueError(f"model metadata: 'tta_scales' must be a non-empty list in [0.5, 2]: {self.tta_scales}")
+        t = self.landmark_template
+        if t is not None and (len(t) != 5 or any(len(p) != 2 or not all(-1 <= float(v) <= 2 for v in p) for p in t)):
+            raise ValueError("model metadata: 'landmark_template' must be 5 (x, y) points, fractions of the crop")
         for name in ("mean", "std"):
             v = getattr(self, name)
             if isinstance(v, list) and len(v) == 1:

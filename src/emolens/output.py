@@ -53,7 +53,8 @@ def unique_path(path: Path) -> Path:
     raise FileExistsError(f"{path}: too many files with this name")
 
 
-def save_annotated(image: np.ndarray, faces: list[Face], source: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+def save_annotated(image: np.ndarray, faces: list[Face], source: str | os.PathLike, out_dir: str | os.PathLike,
+                   *, landmarks: bool = True) -> Path:
     """Draw the faces on a copy of the image and write it to ``out_dir/<name>_emolens<ext>``.
 
     Never overwrites anything: an existing file gets a numbered sibling instead.
@@ -64,7 +65,7 @@ def save_annotated(image: np.ndarray, faces: list[Face], source: str | os.PathLi
     stem = src.stem if src.stem and not str(source).startswith("<") else "image"
     ext = src.suffix.lower() if src.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".webp") else ".png"
     target = unique_path(out_dir / f"{stem}_emolens{ext}")
-    ok, buf = cv2.imencode(ext, annotate(image, faces))
+    ok, buf = cv2.imencode(ext, annotate(image, faces, landmarks=landmarks))
     if not ok:
         raise OSError(f"{target}: could not encode the annotated image")
     tmp = target.with_name(f".{target.name}.tmp")

@@ -14,7 +14,8 @@ class Face:
     """One face: where it is and what it shows.
 
     Attributes:
-        box: position in the input image (x, y, width, height in pixels).
+        box: position in the input image (x, y, width, height in pixels); ``box.landmarks`` holds the
+            five landmarks where the detector gives them (:data:`emolens.detect.LANDMARK_NAMES`).
         label: the most probable emotion.
         score: that emotion's probability (0..1).
         scores: every label's probability, in the model's label order.
@@ -25,13 +26,23 @@ class Face:
     score: float
     scores: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def landmarks(self) -> tuple[tuple[float, float], ...] | None:
+        """The face's five (x, y) landmarks, or ``None`` (a detector without them, or ``detect=False``)."""
+        return self.box.landmarks
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """``{"box", "label", "score", "scores"}``, plus ``"landmarks"`` (``[[x, y] × 5]``, in the order of
+        :data:`emolens.detect.LANDMARK_NAMES`) when the detector gave them."""
+        d: dict[str, Any] = {
             "box": self.box.as_list(),
             "label": self.label,
             "score": round(float(self.score), 4),
             "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
         }
+        if self.box.landmarks is not None:
+            d["landmarks"] = self.box.landmark_list()
+        return d
 
 
 @dataclass

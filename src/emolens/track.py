@@ -43,8 +43,8 @@ class Track:
     def predicted(self) -> Box:
         """The box moved by the track's velocity once per update since it was last seen."""
         k = self.missed + 1
-        return Box(round(self.box.x + self.vx * k), round(self.box.y + self.vy * k), self.box.w, self.box.h,
-                   self.box.score)
+        return self.box.moved_to(round(self.box.x + self.vx * k), round(self.box.y + self.vy * k), self.box.w,
+                                 self.box.h)
 
 
 def _centre(b: Box) -> tuple[float, float]:
@@ -215,7 +215,7 @@ class EmaSmoother:
             return box
         v = np.array([box.x, box.y, box.x + box.w, box.y + box.h], dtype=np.float64)
         x0, y0, x1, y1 = self._blend(self._boxes, track_id, v, t, self.box_tau)
-        return Box(round(x0), round(y0), max(1, round(x1 - x0)), max(1, round(y1 - y0)), box.score)
+        return box.moved_to(round(x0), round(y0), max(1, round(x1 - x0)), max(1, round(y1 - y0)))
 
     def forget(self, keep: Iterable[int]) -> None:
         """Drop the state of every track not in ``keep`` (call with the tracker's live ids)."""

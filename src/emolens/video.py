@@ -5,7 +5,7 @@ For your own apps, :func:`track_frames` is a generator of per-frame results with
     from emolens import EmotionRecognizer
     from emolens.video import track_frames
 
-    rec = EmotionRecognizer(detector="haar-fast")
+    rec = EmotionRecognizer(detector=FAST_DETECTOR)
     for r in track_frames("clip.mp4", rec):            # a path, a camera index, a cv2.VideoCapture, or BGR arrays
         for face in r.faces:
             print(r.index, f"{r.time_s:.2f}", face.id, face.label, f"{face.score:.0%}")
@@ -33,9 +33,10 @@ from typing import IO, Any, Protocol, Union
 import cv2
 import numpy as np
 
-from .detect import Box, Detector, HaarDetector, merge_overlapping
+from .detect import FAST_DETECTOR, LANDMARK_NAMES, Box, Detector, HaarDetector, merge_overlapping
 from .draw import colour_for
 from .imageio import quiet_opencv, to_bgr8
+from .progress import Progress
 from .recognizer import EmotionRecognizer
 from .results import Face
 from .track import EmaSmoother, IoUTracker
@@ -361,7 +362,7 @@ class FrameTracker:
                 continue
             d = math.hypot(win.x + b.x + b.w / 2 - cx, win.y + b.y + b.h / 2 - cy)
             if d < best_d:
-                best, best_d = Box(win.x + b.x, win.y + b.y, b.w, b.h, b.score), d
+                best, best_d = b.moved_to(win.x + b.x, win.y + b.y, b.w, b.h), d
         return best if best is not None and best_d <= box.w else None
 
     def process(self, frame: np.ndarray, index: int = 0, time_s: float = 0.0) -> FrameResult:
@@ -390,7 +391,7 @@ class FrameTracker:
                 report.append((t.id, t.box, t.missed))
         h, w = frame.shape[:2]
         report = [(i, Box(max(0, b.x), max(0, b.y), min(w, b.x + b.w) - max(0, b.x),
-                          min(h, b.y + b.h) - max(0, b.y), b.score), m) for i, b, m in report]
+                          min(h, b.y + b.h) - max(0, b.y), b.score, b.landmarks), m) for i, b, m in report]
         report = [r for r in report if r[1].w >= 2 and r[1].h >= 2]
         # only faces found in this frame are classified: a held face's box may show background now,
         # so it keeps the emotion it had when it was last found
@@ -432,7 +433,7 @@ def track_frames(
         source: a video file path, a camera index, a ``cv2.VideoCapture``-like object, or an
             iterable of BGR arrays (timed at 30 fps).
         recognizer: an :class:`EmotionRecognizer`; default: the bundled model with the
-            ``haar-fast`` detector.
+            ``centerface-fast`` detector.
         every: process every N-th frame only (the others are read and skipped).
         **options: passed to :class:`FrameTracker` (``detect_every``, ``smoothing``, ``hold`` ...);
             ``detect_every`` counts frames of the source, so a larger ``every`` does not delay new faces.
@@ -446,7 +447,7 @@ def track_frames(
     """
     if every < 1:
         raise ValueError("every must be >= 1")
-    rec = recognizer or EmotionRecognizer(detector="haar-fast", threads=1)
+    rec = recognizer or EmotionRecognizer(detector=FAST_DETECTOR, threads=1)
     ft = FrameTracker(rec, every=every, **options)
     src = open_source(source)
     try:
@@ -518,9 +519,13 @@ CSV_FIXED_COLUMNS = ["time_s", "frame", "face_id", "x", "y", "w", "h", "label", 
 ``detected`` is 1 when the face was found in that frame, 0 when it is held from earlier frames
 (box, label and probabilities as last found; see :class:`FrameTracker`'s ``hold``)."""
 
+CSV_LANDMARK_COLUMNS = [f"{name}_{axis}" for name in LANDMARK_NAMES for axis in ("x", "y")]
+"""The CSV's last columns: the face's 5 landmarks in pixels (moved with the smoothed box), empty for a
+detector without landmarks."""
+
 
 def csv_columns(labels: list[str]) -> list[str]:
-    return CSV_FIXED_COLUMNS + list(labels)
+    return CSV_FIXED_COLUMNS + list(labels) + CSV_LANDMARK_COLUMNS
 
 
 def csv_rows(result: FrameResult, labels: list[str]) -> list[list[str]]:
@@ -530,7 +535,8 @@ def csv_rows(result: FrameResult, labels: list[str]) -> list[list[str]]:
         b = f.box
         rows.append([f"{result.time_s:.3f}", str(result.index), str(f.id), str(b.x), str(b.y), str(b.w), str(b.h),
                      f.label, f"{f.score:.4f}", "1" if f.found else "0",
-                     *(f"{f.scores.get(k, 0.0):.4f}" for k in labels)])
+                     *(f"{f.scores.get(k, 0.0):.4f}" for k in labels),
+                     *([f"{v:.1f}" for p in b.landmarks for v in p] if b.landmarks else [""] * 10)])
     return rows
 
 
@@ -699,43 +705,6 @@ def prepare_outputs(
             raise VideoError(f"{opt} {p}: cannot create the folder {parent} ({e.strerror or e})") from None
 
 
-class Progress:
-    """A one-line progress report on stderr: frames, percent, fps, ETA (no tqdm needed).
-
-    On a terminal the line is redrawn in place twice a second; otherwise a line is printed every 10 s.
-    """
-
-    def __init__(self, total: int | None, *, stream: IO[str] | None = None, enabled: bool = True) -> None:
-        self.total, self.stream, self.enabled = total, stream or sys.stderr, enabled
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.start = self._last = time.monotonic()
-        self.n = 0
-
-    def line(self) -> str:
-        el = time.monotonic() - self.start
-        fps = self.n / el if el > 0 else 0.0
-        if self.total:
-            eta = max(0, self.total - self.n) / fps if fps > 0 else 0.0
-            return (f"frame {self.n}/{self.total} {min(100, 100 * self.n // self.total):3d}%  {fps:.1f} fps  "
-                    f"ETA {int(eta // 60)}:{int(eta % 60):02d}")
-        return f"frame {self.n}  {fps:.1f} fps  {int(el // 60)}:{int(el % 60):02d} elapsed"
-
-    def update(self, n: int) -> None:
-        self.n = n
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self._last >= (0.5 if self.tty else 10.0):
-            self._last = now
-            self.stream.write(("\r" + self.line() + "  ") if self.tty else self.line() + "\n")
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write(("\r" if self.tty else "") + self.line() + "  \n")
-            self.stream.flush()
-
-
 @dataclass
 class VideoSummary:
     """What :func:`process_video` did."""
@@ -803,7 +772,7 @@ def process_video(
     try:
         prepare_outputs(out=out, csv_path=csv_path, plot=plot)
         first = src.peek()
-        rec = recognizer or EmotionRecognizer(detector="haar-fast", threads=1)
+        rec = recognizer or EmotionRecognizer(detector=FAST_DETECTOR, threads=1)
         ft = FrameTracker(rec, every=every, **options)
         labels = ft.labels
         h, w = first.shape[:2]
@@ -963,7 +932,7 @@ def run_webcam(
             if not isinstance(camera, int):
                 src.live = True
             src.peek()
-            rec = recognizer or EmotionRecognizer(detector="haar-fast", threads=1)
+            rec = recognizer or EmotionRecognizer(detector=FAST_DETECTOR, threads=1)
             labels = rec.labels
             shown, fps, last = 0, 0.0, time.monotonic()
             for r in track_frames(src, rec, **options):

@@ -7,16 +7,25 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+"""The five landmarks, in order; "left" is the image's left (the person's right on a frontal face)."""
+
 
 @dataclass(frozen=True)
 class Box:
-    """A face box in pixel coordinates of the original image: top-left corner, width, height."""
+    """A face box in pixel coordinates of the original image: top-left corner, width, height.
+
+    ``landmarks``, where the detector gives them, are five (x, y) points in the same coordinates, in the
+    order of :data:`LANDMARK_NAMES`: the eye on the image's left, the other eye, the nose tip, the mouth
+    corner on the image's left, the other mouth corner. They may lie outside the picture for a cut-off face.
+    """
 
     x: int
     y: int
     w: int
     h: int
     score: float = 1.0  # detector confidence, where the detector has one
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     def as_list(self) -> list[int]:
         return [self.x, self.y, self.w, self.h]
@@ -37,7 +46,22 @@ class Box:
         dx, dy = int(round(self.w * margin)), int(round(self.h * margin))
         x0, y0 = max(0, self.x - dx), max(0, self.y - dy)
         x1, y1 = min(width, self.x + self.w + dx), min(height, self.y + self.h + dy)
-        return Box(x0, y0, max(1, x1 - x0), max(1, y1 - y0), self.score)
+        return Box(x0, y0, max(1, x1 - x0), max(1, y1 - y0), self.score, self.landmarks)
+
+    def moved_to(self, x: int, y: int, w: int, h: int) -> Box:
+        """This face at another place and size (a tracked or smoothed box): the landmarks keep their
+        positions relative to the box."""
+        marks = None
+        if self.landmarks is not None:
+            sx, sy = w / max(1, self.w), h / max(1, self.h)
+            marks = tuple((x + (px - self.x) * sx, y + (py - self.y) * sy) for px, py in self.landmarks)
+        return Box(x, y, w, h, self.score, marks)
+
+    def landmark_list(self) -> list[list[float]] | None:
+        """The landmarks as ``[[x, y], ...]`` rounded to 0.1 px (what JSON output carries), or ``None``."""
+        if self.landmarks is None:
+            return None
+        return [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks]
 
 
 @runtime_checkable

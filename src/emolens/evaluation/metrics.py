@@ -24,8 +24,9 @@ from sklearn.metrics import (
 )
 
 from ..classify import BUNDLED_MODELS, bundled_model_path
+from ..detect import DEFAULT_DETECTOR
 from ..detect.base import Box
-from ..recognizer import EmotionRecognizer
+from ..recognizer import DEFAULT_ALIGN, EmotionRecognizer
 from ..training.data import MANIFEST_NAME, DataSource, open_source
 
 ECE_BINS = 15
@@ -89,14 +90,17 @@ def classification_metrics(
     """Accuracy, macro/weighted F1, per-class precision/recall/F1/support, confusion matrix (counts and
     row-normalised) and the most confused pairs; with ``probs`` also per-class ROC AUC and calibration."""
     idx = list(range(len(labels)))
+    # macro averages run over the classes the data has: a class with no images (CK+ has no neutral) is not a 0
+    present = sorted({int(y) for y in y_true})
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=idx, zero_division=0)
     cm = confusion_matrix(y_true, y_pred, labels=idx)
     rows = cm.sum(1, keepdims=True)
     report: dict[str, Any] = {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=idx, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(y_true, y_pred, labels=idx, average="weighted", zero_division=0)),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "weighted_f1": float(f1_score(y_true, y_pred, labels=present, average="weighted", zero_division=0)),
+        "classes_present": [labels[i] for i in present],
         "per_class": {
             lab: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
             for i, lab in enumerate(labels)
@@ -127,6 +131,7 @@ class Evaluation:
     y_true: np.ndarray
     images: np.ndarray  # uint8 N×H×W×C as classified (gray, or BGR for colour models)
     files: list[str]
+    found: np.ndarray | None = None  # with detection: which pictures had a face (the others have no probs)
 
 
 def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | None]:
@@ -172,17 +177,28 @@ def evaluate_model(
     *,
     limit_per_class: int | None = None,
     log=None,
+    detect: bool = False,
+    detector: str = DEFAULT_DETECTOR,
+    align: str = DEFAULT_ALIGN,
+    skip_unknown: bool = False,
 ) -> Evaluation:
     """Evaluate an emolens ONNX model (path, run folder, or ``None``/``"default"`` for the bundled one)
     on one split of any dataset :func:`emolens.training.data.open_source` reads (class names must be
-    the model's labels, after normalisation).
+    the model's labels, after normalisation; with ``skip_unknown`` images of other classes are left out).
 
-    Each image is one face, classified exactly as ``emolens predict --no-detect`` does it
-    (including the model's test-time augmentation)."""
+    Without ``detect`` each image is one face, classified exactly as ``emolens predict --no-detect`` does
+    it (including the model's test-time augmentation). With ``detect`` each picture goes through the
+    detector and alignment as ``emolens predict`` does, and its largest face is scored; a picture where no
+    face is found counts as wrong (``report["detection"]`` says how many were found; ROC and calibration
+    are over the found faces)."""
     onnx_path, run = resolve_model(model)
-    rec = EmotionRecognizer(onnx_path)
+    rec = EmotionRecognizer(onnx_path, detector=detector, align=align)
+    if detect:
+        return _evaluate_detected(rec, data, split, run=run, limit_per_class=limit_per_class, log=log,
+                                  skip_unknown=skip_unknown)
     clf = rec.classifier
-    source, ds, images = load_faces(rec, data, split, run=run, limit_per_class=limit_per_class, log=log)
+    source, ds, images = load_faces(rec, data, split, run=run, limit_per_class=limit_per_class, log=log,
+                                    skip_unknown=skip_unknown)
     whole = [Box(0, 0, images.shape[2], images.shape[1])]
     probs = np.array([[f.scores[lab] for lab in clf.labels] for img in images
                       for f in rec.classify_boxes(img, whole)])
@@ -192,8 +208,101 @@ def evaluate_model(
     return Evaluation(report, probs, ds.labels, images, ds.files)
 
 
+def _evaluate_detected(rec: EmotionRecognizer, data: str | os.PathLike, split: str, *, run: Path | None,
+                       limit_per_class: int | None, log, skip_unknown: bool) -> Evaluation:
+    from ..classify import preprocess
+    from ..imageio import ImageError, load_image
+
+    clf = rec.classifier
+    source = open_eval_source(data, run)
+    if source.kind == "csv":
+        raise ValueError(f"{data}: --detect needs pictures (image folders); a CSV holds face crops only")
+    items = _known_items(source, split, clf.labels, skip_unknown, limit_per_class, log)
+    index = {c: i for i, c in enumerate(clf.labels)}
+    k = len(clf.labels)
+    y, probs, found, thumbs, files, skipped = [], [], [], [], [], []
+    for ref, cls in items:
+        try:
+            bgr = load_image(str(ref), max_pixels=rec.max_pixels)
+        except ImageError as e:
+            skipped.append(str(ref))
+            (log or (lambda m: None))(f"skipped ({split}): {e}")
+            continue
+        faces = rec.predict_bgr(bgr)
+        y.append(index[cls])
+        files.append(str(ref))
+        found.append(bool(faces))
+        if faces:
+            face = faces[0]  # largest first
+            probs.append([face.scores[lab] for lab in clf.labels])
+            crop = rec.view_crops(bgr, [face.box])[0]
+        else:
+            probs.append([1.0 / k] * k)
+            crop = bgr
+        x = preprocess([crop], clf.meta)[0]  # the network's view, back to pixels for the mistakes gallery
+        mean = np.asarray(clf.meta.mean_array(), np.float32).reshape(-1, 1, 1)
+        std = np.asarray(clf.meta.std_array(), np.float32).reshape(-1, 1, 1)
+        thumbs.append(np.clip(((x * std + mean) * 255).round(), 0, 255).astype(np.uint8).transpose(1, 2, 0))
+    if not y:
+        raise ValueError(f"{data} [{split}]: none of the pictures could be read")
+    y_true, p, ok = np.array(y), np.array(probs, dtype=np.float32), np.array(found)
+    pred = np.where(ok, p.argmax(1), -1)  # -1: no face, wrong whatever the label
+    report = classification_metrics(y_true, pred, clf.labels)
+    if ok.any():
+        scored = classification_metrics(y_true[ok], p[ok].argmax(1), clf.labels, p[ok])
+        for key in ("roc", "calibration", "ece", "macro_auc"):
+            report[key] = scored[key]
+        for lab in clf.labels:
+            report["per_class"][lab]["auc"] = scored["per_class"][lab]["auc"]
+        report["found_accuracy"] = scored["accuracy"]
+    else:
+        raise ValueError(f"{data} [{split}]: no face found in any of the {len(ok)} pictures")
+    report["detection"] = {"detector": _detector_name(rec), "align": rec.align, "found": int(ok.sum()),
+                           "total": int(len(ok)), "missed": [f for f, hit in zip(files, ok) if not hit]}
+    report.update(model=str(clf.path), data=str(data), split=split, source=source.kind, skipped=skipped,
+                  model_info=model_info(clf.path))
+    images = np.stack(thumbs)
+    return Evaluation(report, np.where(ok[:, None], p, 0.0).astype(np.float32), y_true, images, files, found=ok)
+
+
+def _detector_name(rec: EmotionRecognizer) -> str:
+    return str(getattr(rec, "detector_name", None) or getattr(rec.detector, "name", type(rec.detector).__name__))
+
+
+def _known_items(source: DataSource, split: str, labels: list[str], skip_unknown: bool,
+                 limit_per_class: int | None, log) -> list[tuple[Any, str]]:
+    """The (file, class) items of a split whose classes the model knows; other classes are an error
+    unless ``skip_unknown`` (then they are left out, and ``log`` says how many)."""
+    entries = source._items_of(split)
+    unknown = sorted({c for _, c in entries} - set(labels))
+    if unknown and not skip_unknown:
+        raise ValueError(unknown_classes_message(source.path, split, unknown, labels))
+    if unknown and log:
+        n = sum(c in unknown for _, c in entries)
+        log(f"{source.path} [{split}]: left out {n} image(s) of class(es) {unknown} the model does not know")
+    taken: dict[str, int] = {}
+    out = []
+    for ref, c in entries:
+        if c in unknown:
+            continue
+        if limit_per_class is not None:
+            if taken.get(c, 0) >= limit_per_class:
+                continue
+            taken[c] = taken.get(c, 0) + 1
+        out.append((ref, c))
+    if not out:
+        raise ValueError(f"{source.path} [{split}]: no images of the model's classes {labels}")
+    return out
+
+
+def unknown_classes_message(path: Any, split: str, unknown: list[str], labels: list[str]) -> str:
+    return (f"{path} [{split}]: class(es) {unknown} are not among the model's labels {labels}; "
+            "pass --skip-unknown to leave their images out")
+
+
 def load_faces(rec: EmotionRecognizer, data: str | os.PathLike, split: str, *, run: Path | None = None,
-               limit_per_class: int | None = None, log=None) -> tuple[DataSource, Any, np.ndarray]:
+               limit_per_class: int | None = None, log=None, skip_unknown: bool = False
+               ) -> tuple[DataSource, Any, np.ndarray]:
     """One split of a dataset as the recogniser's model takes it: (source, dataset, uint8 N×H×W×C images,
     gray or BGR). Each image is one face crop, classified with the box ``(0, 0, W, H)``."""
     clf = rec.classifier
@@ -203,8 +312,11 @@ def load_faces(rec: EmotionRecognizer, data: str | os.PathLike, split: str, *, r
     # from the real pixels; larger images are reduced to 2× the model's input size to save memory
     native = source.peek_size(split) or m.input_size
     size = max(m.input_size, min(native, 2 * m.input_size))
+    unknown = sorted(set(source.classes(split)) - set(clf.labels))
+    if unknown and not skip_unknown:
+        raise ValueError(unknown_classes_message(source.path, split, unknown, clf.labels))
     ds = source.load(split, size=size, channels=m.channels, classes=clf.labels,
-                     limit_per_class=limit_per_class, log=log)
+                     limit_per_class=limit_per_class, log=log, skip_classes=unknown)
     images = ds.images if m.channels == 1 else np.ascontiguousarray(ds.images[..., ::-1])  # RGB -> BGR
     return source, ds, images
 

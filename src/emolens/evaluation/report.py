@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .metrics import Evaluation
 
 REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png", "roc.png", "reliability.png", "mistakes.png")
@@ -23,6 +25,15 @@ def format_report(report: dict[str, Any]) -> str:
         head += f", macro ROC AUC {report['macro_auc']:.4f}"
     has_auc = any(report["per_class"][lab].get("auc") is not None for lab in labels)
     lines = [head, ""]
+    det = report.get("detection")
+    if det:
+        lines += [f"End to end: detector `{det['detector']}`, alignment `{det['align']}`: a face found in "
+                  f"**{det['found']} / {det['total']}** pictures ({det['found'] / det['total']:.1%}); the "
+                  f"{det['total'] - det['found']} without one count as wrong. Accuracy on the pictures with a "
+                  f"face: {report['found_accuracy']:.4f}. ROC and calibration are over those.", ""]
+    if len(report.get("classes_present", labels)) < len(labels):
+        lines += [f"Macro averages over the {len(report['classes_present'])} classes present: "
+                  f"{', '.join(report['classes_present'])}.", ""]
     if report.get("model"):
         lines += [f"model `{report['model']}`, data `{report.get('data', '')}` ({report.get('source', '')})", ""]
     lines += ["| class | precision | recall | F1 | " + ("ROC AUC | " if has_auc else "") + "support |",
@@ -64,13 +75,16 @@ def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, force: bool = Fa
     out.mkdir(parents=True, exist_ok=True)
     r = ev.report
     labels = r["labels"]
-    idx = plots.most_confident_mistakes(ev.images, ev.probs, ev.y_true, labels)
+    keep = np.flatnonzero(ev.found) if ev.found is not None else np.arange(len(ev.y_true))  # pictures with a face
+    images, probs, y_true = ev.images[keep], ev.probs[keep], ev.y_true[keep]
+    files = [ev.files[i] if i < len(ev.files) else "" for i in keep]
+    idx = plots.most_confident_mistakes(images, probs, y_true, labels)
     r["most_confident_mistakes"] = [
-        {"file": ev.files[i] if i < len(ev.files) else "", "true": labels[ev.y_true[i]],
-         "predicted": labels[int(ev.probs[i].argmax())], "confidence": float(ev.probs[i].max())} for i in idx]
+        {"file": files[i], "true": labels[y_true[i]],
+         "predicted": labels[int(probs[i].argmax())], "confidence": float(probs[i].max())} for i in idx]
     written = [plots.confusion_matrices(r, out / "confusion_matrix.png"), plots.roc_curves(r, out / "roc.png"),
                plots.reliability_diagram(r, out / "reliability.png"),
-               plots.mistakes_gallery(ev.images, ev.probs, ev.y_true, labels, out / "mistakes.png")]
+               plots.mistakes_gallery(images, probs, y_true, labels, out / "mistakes.png")]
     md = format_report(r) + "\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in written) + "\n"
     (out / "report.md").write_text(md, encoding="utf-8")
     (out / "report.json").write_text(json.dumps(r, indent=1), encoding="utf-8")

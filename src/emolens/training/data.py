@@ -257,14 +257,20 @@ class DataSource:
         limit_per_class: int | None = None,
         log: Log | None = None,
         cache: bool = True,
+        skip_classes: Sequence[str] = (),
     ) -> ArrayDataset:
         """Decode one split into an :class:`ArrayDataset` (uint8 N×size×size×channels, gray or RGB).
 
         ``classes`` fixes the class order (e.g. the model's labels) so that label indices agree
         across splits; a class absent from this split simply has no samples. ``limit_per_class``
-        keeps the first N items of each class (quick runs). Skipped files/rows go to ``log``."""
+        keeps the first N items of each class (quick runs). Skipped files/rows go to ``log``.
+        Items of ``skip_classes`` are left out (evaluating a model on data with classes it lacks)."""
         log = log or _print_log
         entries = self._items_of(split)
+        if skip_classes:
+            dropped = sum(c in skip_classes for _, c in entries)
+            entries = [(r, c) for r, c in entries if c not in skip_classes]
+            log(f"{self.path} [{split}]: left out {dropped} item(s) of class(es) {sorted(skip_classes)}")
         if self.bad_rows and not self._bad_reported:
             self._bad_reported = True
             for _, why in self.bad_rows:

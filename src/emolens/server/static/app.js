@@ -235,7 +235,7 @@ let lastFile = null;
 
 // ------------------------------------------------------------------ webcam mode
 // Live video asks for the fast detector (upright faces, several frames/s); photos use the server's default.
-const LIVE_DETECTOR = "haar-fast";
+const LIVE_DETECTOR = "centerface-fast";
 
 function liveDetector() {
   return state.model && (state.model.detectors || []).includes(LIVE_DETECTOR) ? LIVE_DETECTOR : "";
