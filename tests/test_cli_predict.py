@@ -96,7 +96,9 @@ def bad_files(tmp_path: Path, photos_dir: Path) -> list[Path]:
 
 
 def check_face_dict(face: dict, labels: list[str], width: int, height: int) -> None:
-    assert set(face) == {"box", "label", "score", "scores"}
+    assert set(face) - {"landmarks"} == {"box", "label", "score", "scores"}
+    if "landmarks" in face:  # five [x, y] points, from the learned detectors
+        assert len(face["landmarks"]) == 5 and all(len(p) == 2 for p in face["landmarks"])
     box = face["box"]
     assert isinstance(box, list) and len(box) == 4 and all(isinstance(v, int) for v in box)
     x, y, w, h = box

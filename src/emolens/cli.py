@@ -628,7 +628,7 @@ def detector_flags(p: argparse.ArgumentParser, default: str) -> None:
     """--detector, --align and --no-align: how faces are found and cut."""
     from .recognizer import DEFAULT_ALIGN
 
-    p.add_argument("--detector", default=default, choices=available_detectors(), metavar="NAME",
+    p.add_argument("--detector", default=default, metavar="NAME",
                    help=f"face detector: {', '.join(available_detectors())} (default: {default}; "
                         "`emolens detectors` says what each is for)")
     p.add_argument("--align", default=DEFAULT_ALIGN, choices=ALIGN_MODES,
@@ -823,7 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 = every interface)")
     p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=available_detectors(),
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help=f"face detector of requests without ?detector= (default: {DEFAULT_DETECTOR}; every "
                         f"detector is loaded; the web page's live mode asks for {FAST_DETECTOR})")
     p.add_argument("--threads", type=_positive_int, help="ONNX Runtime threads per inference (default: 1)")
