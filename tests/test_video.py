@@ -27,6 +27,7 @@ from emolens.draw import colour_for
 from emolens.track import EmaSmoother, IoUTracker, count_switches
 from emolens.video import (
     CSV_FIXED_COLUMNS,
+    CSV_LANDMARK_COLUMNS,
     FrameTracker,
     TrackedFace,
     VideoError,
@@ -173,7 +174,7 @@ def test_a_face_that_disappears_is_held_briefly_and_marked_not_detected(rec, oba
     table = tmp_path / "e.csv"
     video_mod.process_video(path, csv_path=table, recognizer=rec, progress=False, detect_every=5, hold=3)
     rows = read_csv(table)
-    assert list(rows[0]) == CSV_FIXED_COLUMNS + rec.labels and "detected" in rows[0]
+    assert list(rows[0]) == CSV_FIXED_COLUMNS + rec.labels + CSV_LANDMARK_COLUMNS and "detected" in rows[0]
     found = [r for r in rows if r["detected"] == "1"]
     held = [r for r in rows if r["detected"] == "0"]
     assert [r["frame"] for r in found] == [str(i) for i in range(16)]  # the face is found in every frame it is in
@@ -325,7 +326,7 @@ def test_cli_video_writes_video_csv_and_plot(clip, tmp_path, capsys, rec):
     rows = read_csv(table)
     with open(table, newline="") as f:
         header = next(csv.reader(f))
-    assert header == CSV_FIXED_COLUMNS + rec.labels
+    assert header == CSV_FIXED_COLUMNS + rec.labels + CSV_LANDMARK_COLUMNS
     assert header[:9] == ["time_s", "frame", "face_id", "x", "y", "w", "h", "label", "score"]
     # one row per face per processed frame (one face in every frame here)
     assert [int(r["frame"]) for r in rows] == list(range(30))
