@@ -59,6 +59,19 @@ def preprocess(crops: list[np.ndarray], meta: ModelMeta) -> np.ndarray:
     return batch
 
 
+def session_options(threads: int | None = None):
+    """ONNX Runtime options of every emolens session: ``threads`` intra-op threads (``None`` = all cores),
+    one inter-op thread, warnings off."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return opts
+
+
 class Classifier:
     """An ONNX emotion model and its preprocessing.
 
@@ -79,11 +92,7 @@ class Classifier:
         path = bundled_model_path(name) if name in BUNDLED_MODELS else Path(model)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        opts = session_options(threads)
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises several private exception types

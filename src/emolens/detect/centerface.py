@@ -69,12 +69,10 @@ class CenterFaceDetector:
         path = Path(model) if model else centerface_path()
         if not path.is_file():
             raise FileNotFoundError(f"CenterFace model not found at {path}")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self._session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        from ..classify import session_options
+
+        self._session = ort.InferenceSession(str(path), sess_options=session_options(threads),
+                                             providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self.threshold, self.nms, self.max_side, self.min_size_px = threshold, nms, max_side, min_size_px
         self.retry_pads, self.retry_side = tuple(retry_pads), retry_side
