@@ -48,7 +48,8 @@ def test_face_fields(rec, photos_dir):
     assert face.score == pytest.approx(face.scores[face.label])
     assert sum(face.scores.values()) == pytest.approx(1.0, abs=1e-4)
     d = face.to_dict()
-    assert set(d) == {"box", "label", "score", "scores"} and len(d["box"]) == 4
+    assert set(d) == {"box", "label", "score", "scores", "landmarks"} and len(d["box"]) == 4
+    assert len(d["landmarks"]) == 5 and all(len(p) == 2 for p in d["landmarks"])
 
 
 def test_no_detect_classifies_the_whole_image(rec, photos_dir):

@@ -115,7 +115,9 @@ def test_a_very_confident_face_still_gets_a_map_pointing_at_the_smile(rec):
     mouth = heat[int(0.6 * h) : int(0.9 * h), int(0.3 * w) : int(0.7 * w)].mean()
     hair = heat[: int(0.2 * h)].mean()
     sides = np.r_[heat[:, : int(0.12 * w)].ravel(), heat[:, int(0.88 * w) :].ravel()].mean()
-    assert mouth > 0.6 and hair < 0.1 and sides < mouth / 3, (mouth, hair, sides)
+    # CenterFace's box of this portrait is taller than wide, so its square crop holds more hair and
+    # background than Haar's did: the map's floor there is 0.11 against 0.89 on the mouth (measured)
+    assert mouth > 0.6 and hair < mouth / 5 and sides < mouth / 3, (mouth, hair, sides)
 
 
 @pytest.mark.parametrize("method", ["occlusion", "rise"])

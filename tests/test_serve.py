@@ -397,22 +397,26 @@ def test_long_thin_images_without_detection_are_fast_and_small(server):
 
 def test_detector_per_request(server, photos_dir, group):
     _, m, _ = call(server, "GET", "/v1/model")
-    assert m["detector"] == "haar" and m["detectors"] == ["haar", "haar-fast"]
+    assert m["detector"] == "centerface"
+    assert m["detectors"] == ["centerface", "centerface-fast", "haar", "haar-fast"]
     expected = {name: [f.box.as_list() for f in EmotionRecognizer(detector=name).predict(photos_dir / "group_six.jpg")]
-                for name in ("haar", "haar-fast")}
-    assert expected["haar"] != expected["haar-fast"]  # the group photo tells them apart
-    for query, name in (("", "haar"), ("?detector=haar", "haar"), ("?detector=haar-fast", "haar-fast")):
+                for name in ("centerface", "haar-fast")}
+    assert len(expected["centerface"]) == 6  # the README's count; haar-fast finds another set
+    assert expected["centerface"] != expected["haar-fast"]
+    for query, name in (("", "centerface"), ("?detector=centerface", "centerface"),
+                        ("?detector=haar-fast", "haar-fast")):
         st, data, _ = call(server, "POST", f"/v1/predict{query}", group, {"Content-Type": "image/jpeg"})
         assert st == 200 and [f["box"] for f in data["faces"]] == expected[name], (query, data)
+        assert all(("landmarks" in f) == name.startswith("centerface") for f in data["faces"])
     body, headers = multipart(("files", "g.jpg", group, "image/jpeg"))
     st, data, _ = call(server, "POST", "/v1/predict/batch?detector=haar-fast", body, headers)
     assert st == 200 and [f["box"] for f in data["results"][0]["faces"]] == expected["haar-fast"]
     for bad in ("nope", "HAAR", ""):
         st, data, _ = call(server, "POST", f"/v1/predict?detector={bad}", group, {"Content-Type": "image/jpeg"})
-        assert_error(st, data, 422, "invalid_parameter", "detector", "haar-fast")
+        assert_error(st, data, 422, "invalid_parameter", "detector", "centerface-fast")
     st, spec, _ = call(server, "GET", "/openapi.json")
     param = next(p for p in spec["paths"]["/v1/predict"]["post"]["parameters"] if p["name"] == "detector")
-    assert param["schema"]["enum"] == ["haar", "haar-fast"]
+    assert param["schema"]["enum"] == ["centerface", "centerface-fast", "haar", "haar-fast"]
 
 
 def test_an_unexpected_error_in_one_batch_image_is_only_that_images_error(photos_dir, caplog):

@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from .align import aligned_crop
 from .classify import Classifier
-from .crop import crop_face
 from .detect.base import Box
 from .draw import colour_for
 from .results import Face
@@ -267,7 +267,7 @@ def saliency(
     """
     check_method(method)
     h, w = crop.shape[:2]
-    if h != w:  # crop_face gives squares; anything else is padded to one (edge pixels repeated)
+    if h != w:  # face crops are square; anything else is padded to one (edge pixels repeated)
         side = max(h, w)
         crop = cv2.copyMakeBorder(crop, 0, side - h, 0, side - w, cv2.BORDER_REPLICATE)
     views = _Views(classifier, crop)
@@ -324,12 +324,14 @@ def explain_faces(
     crop_margin: float = 0.0,
     label: str | None = None,
     method: Method = "occlusion",
+    align: str = "none",
 ) -> list[Explanation]:
     """One :class:`Explanation` per face of an image (faces as :meth:`EmotionRecognizer.classify_boxes`
     returns them); ``label`` = the emotion to explain, default each face's predicted one.
 
     ``method``: a name from :data:`METHODS`, or any callable ``(crop, label) -> H×W map in [0, 1]``
-    (e.g. :class:`emolens.training.gradcam.GradCAM`; its ``name`` attribute names the method)."""
+    (e.g. :class:`emolens.training.gradcam.GradCAM`; its ``name`` attribute names the method).
+    ``align``: a mode from :data:`emolens.align.ALIGN_MODES`, the crop cut as prediction cuts it."""
     labels = classifier.labels
     check_label(labels, label)
     check_method(method)
@@ -337,7 +339,8 @@ def explain_faces(
     out = []
     for face in faces:
         target = label or face.label
-        crop = crop_face(bgr, face.box, scale)
+        crop = aligned_crop(bgr, face.box, scale, mode=align, input_size=classifier.meta.input_size,
+                            template=classifier.meta.landmark_template)
         if callable(method):
             heat = np.clip(np.asarray(method(crop, target), np.float32), 0, 1)
             if heat.shape != crop.shape[:2]:

@@ -124,7 +124,8 @@ class EmotionRecognizer:
         """Like :meth:`explain` for an already decoded uint8 BGR (or gray) array."""
         check_label(self.labels, label)
         faces = self.classify_boxes(bgr, self._boxes(bgr, detect))
-        return explain_faces(self.classifier, bgr, faces, crop_margin=self.crop_margin, label=label, method=method)
+        return explain_faces(self.classifier, bgr, faces, crop_margin=self.crop_margin, label=label, method=method,
+                             align=self.align)
 
     def classify_boxes(self, bgr: np.ndarray, boxes: list[Box]) -> list[Face]:
         """Classify the given face boxes of an image (one batched model call).
