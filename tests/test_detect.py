@@ -180,3 +180,16 @@ def test_moved_box_keeps_landmarks_relative_to_it():
     m = b.moved_to(110, 20, 200, 100)
     assert m.landmarks[0] == (110 + 20 * 2, 50.0) and m.score == 0.9
     assert b.expand(0.1, 1000, 1000).landmarks == b.landmarks
+
+
+@pytest.mark.parametrize("det", ALL)
+def test_one_detector_serves_several_threads(detectors, photos_dir, det):
+    """`emolens predict` works on several pictures at once in threads sharing one detector (a shared Haar
+    cascade failed an OpenCV assertion there); every thread gets what a lone call gets."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    imgs = [load_image(photos_dir / n) for n in ("group_six.jpg", "portrait_obama.jpg", "portrait_biden.jpg")] * 4
+    alone = [[b.as_list() for b in detectors[det].detect(i)] for i in imgs]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda i: [b.as_list() for b in detectors[det].detect(i)], imgs))
+    assert together == alone

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import cv2
@@ -55,9 +56,12 @@ class HaarDetector:
                 f"Haar cascade not found at {path}; install opencv-python-headless>=4.9,<5 "
                 "(OpenCV 5 wheels no longer ship the cascades)"
             )
-        self._cascade = cv2.CascadeClassifier(str(path))
-        if self._cascade.empty():
+        if cv2.CascadeClassifier(str(path)).empty():
             raise ValueError(f"{path}: not a valid Haar cascade file")
+        self._path = str(path)
+        # a cascade object must not run in two threads at once (OpenCV's scale data is per object: an
+        # assertion error, seen with `emolens predict --workers 2`); each thread gets its own
+        self._local = threading.local()
         self.max_side, self.pad = max_side, pad
         self.min_size, self.min_size_px = min_size, min_size_px
         self.min_neighbors, self.min_neighbors_rotated = min_neighbors, min_neighbors_rotated
@@ -86,6 +90,12 @@ class HaarDetector:
                     boxes.append(Box(int(x0), int(y0), int(x1 - x0), int(y1 - y0), 1.0 if angle == 0 else 0.5))
         return merge_overlapping(boxes, iou_threshold=0.2)
 
+    def _cascade(self) -> cv2.CascadeClassifier:
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = self._local.cascade = cv2.CascadeClassifier(self._path)
+        return cascade
+
     def _search(self, gray: np.ndarray, angle: float, side: int) -> list[tuple[float, float, int, int]]:
         """Face centres and sizes found in ``gray`` rotated by ``angle`` degrees, in ``gray``'s coordinates."""
         inverse = None
@@ -100,7 +110,7 @@ class HaarDetector:
             img = cv2.warpAffine(gray, m, (nw, nh), flags=cv2.INTER_LINEAR, borderValue=128)
             inverse = cv2.invertAffineTransform(m)
         neighbours = self.min_neighbors if angle == 0 else self.min_neighbors_rotated
-        found = self._cascade.detectMultiScale(
+        found = self._cascade().detectMultiScale(
             img, scaleFactor=self.scale_factor, minNeighbors=neighbours, minSize=(side, side)
         )
         out = []
