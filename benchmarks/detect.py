@@ -20,6 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common import cpu_description
 from emolens.detect import DEFAULT_DETECTOR, Box, create_detector
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                           wild_ms=1000 * wild_s / max(1, len(wild)), frame_ms=frame_ms(det, frame, args.runs))
     total = sum(len(v) for k, v in FACE_CENTRES.items() if k in photos)
     h = rows["haar"]
+    print(f"CPU: {cpu_description()}")
     print(f"{'detector':16} {'photos found':>12} {'missed':>6} {'false':>5} {'wild found':>12} "
           f"{'ms/wild pic':>11} {'ms/640x480':>10} {'x Haar speed':>12}")
     for name in names:

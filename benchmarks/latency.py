@@ -6,7 +6,7 @@
    includes cropping every test-time-augmentation view, preprocessing, the model and softmax
    (what ``EmotionRecognizer.classify_boxes`` does), with the model's TTA and without it.
 2. End to end on a 640×480 frame with one face (the sample photo, scaled): detect + crop +
-   classify + draw, 1 thread, for the photo detector ``haar`` and the video detector ``haar-fast``.
+   classify + draw, 1 thread, for every detector (``emolens detectors``).
 
 The last line printed is the headline figure: p50 classification latency per face in ms.
 """
@@ -21,8 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common import cpu_description
 from emolens import EmotionRecognizer, load_image
-from emolens.detect import create_detector
+from emolens.detect import available_detectors, create_detector
 from emolens.draw import annotate
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "obama.jpg"
@@ -49,24 +50,6 @@ def frame_640x480() -> np.ndarray:
     h, w = img.shape[:2]
     top = img[: int(w * 0.75)]  # 4:3 crop from the top (the face is in the upper half)
     return cv2.resize(top, (640, 480), interpolation=cv2.INTER_AREA)
-
-
-def cpu_description() -> str:
-    """The CPU model and the x86 extensions that decide int8 and bf16 speed (figures differ a lot between
-    machines: an AVX2-only CPU runs this project's int8 models about 3x slower than one with AVX-512 VNNI)."""
-    import platform
-
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_int8")
-    return f"{name}; {' '.join(f for f in wanted if f in flags) or 'no x86 SIMD flags read'}"
 
 
 def main() -> None:
@@ -97,12 +80,12 @@ def main() -> None:
     m.tta_hflip, m.tta_scales = tta
     print(f"classify 1 face (1 view, no TTA): p50 {pct(single, 50):.3f} ms  p95 {pct(single, 95):.3f} ms")
 
-    for name in ("haar", "haar-fast"):
+    for name in available_detectors():
         rec_e2e = EmotionRecognizer(args.model, threads=1, detector=create_detector(name))
         n = max(20, args.runs // 10)
         e2e = timings(lambda r=rec_e2e: annotate(frame, r.predict_bgr(frame)), n, warmup=3)
         med = statistics.median(e2e)
-        print(f"end to end 640x480 (detect + classify + draw), detector {name:<9}: p50 {med:.1f} ms = "
+        print(f"end to end 640x480 (detect + classify + draw), detector {name:<15}: p50 {med:.1f} ms = "
               f"{1000 / med:.1f} fps  p95 {pct(e2e, 95):.1f} ms  ({n} frames)")
 
     print(f"classification latency per face, p50: {pct(cls, 50):.3f} ms")

@@ -1,6 +1,6 @@
 """Load test of `emolens serve` on loopback: N concurrent clients send a real photo for a fixed number of requests.
 
-    python benchmarks/serve_load.py [--clients 8] [--requests 1000] [--photo PATH] [--detector haar-fast]
+    python benchmarks/serve_load.py [--clients 8] [--requests 1000] [--photo PATH] [--detector centerface-fast]
                                     [--concurrency 2] [-- extra emolens serve flags]
 
 Starts the server as a child process with the same command as `emolens serve` (loopback, a free port; its
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from emolens.detect import FAST_DETECTOR
 from emolens.server.launch import serve_subprocess
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "photos" / "portrait_obama.jpg"
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--requests", type=int, default=1000, help="requests per client")
     ap.add_argument("--photo", type=Path, default=PHOTO)
-    ap.add_argument("--detector", default="haar-fast",
-                    help="the detector each request asks for, ?detector= (default: haar-fast; 'default': none)")
+    ap.add_argument("--detector", default=FAST_DETECTOR,
+                    help="the detector each request asks for, ?detector= (default: the video one; 'default': none)")
     ap.add_argument("--concurrency", type=int, default=os.cpu_count() or 1, help="server inference concurrency")
     ap.add_argument("--warmup", type=int, default=16)
     ap.add_argument("serve_args", nargs="*", help="more `emolens serve` flags (after --)")

@@ -1,7 +1,8 @@
-"""Video speed, per stage, on one CPU core; and face-detector accuracy on the real photos.
+"""Video speed, per stage, on one CPU core.
 
-    python benchmarks/video.py [--frames 300] [--detector haar-fast] [--detect-every 5] [--cores 1] [--threads 1]
-    python benchmarks/video.py --detectors          # found / missed / false faces per detector on ../shared/photos
+    python benchmarks/video.py [--frames 300] [--detector centerface-fast] [--detect-every 5] [--cores 1] [--threads 1]
+
+(Detector accuracy on the real photos: ``benchmarks/detect.py``.)
 
 1. A 640×480, 30 fps clip is generated from the sample photo (examples/obama.jpg): the head moves
    across the frame and grows and shrinks (written as MPEG-4 Part 2 .mp4 in a temporary folder).
@@ -27,27 +28,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common import cpu_description
 from emolens import EmotionRecognizer, load_image
-from emolens.detect import Box, Detector, HaarDetector, create_detector
+from emolens.detect import FAST_DETECTOR, Box, Detector, create_detector
 from emolens.track import count_switches
 from emolens.video import FrameTracker, draw_faces, local_detector_for
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "obama.jpg"
-PHOTOS = ROOT.parent / "shared" / "photos"
-
-# Centres of the faces a person counts in ../shared/photos (see its README).
-TRUE_FACES: dict[str, list[tuple[int, int]]] = {
-    "aligned_crop_112.png": [(56, 61)],
-    "group_six.jpg": [(516, 342), (115, 327), (311, 213), (1172, 338), (783, 413), (934, 130)],
-    "portrait_biden.jpg": [(596, 368)],
-    "portrait_obama.jpg": [(495, 241)],
-    "portrait_obama2.jpg": [(308, 409)],
-    "portrait_obama3.jpg": [(796, 417)],
-    "portrait_obama_partial_face.jpg": [(100, 235)],
-    "portrait_obama_partial_face2.jpg": [(459, 236)],
-}
-
 
 class Stopwatch:
     """Accumulated seconds and calls."""
@@ -77,7 +65,7 @@ class TimedDetector:
 def head_crop(photo: Path) -> np.ndarray:
     """The photo's largest face with a margin of 0.6 face sizes around it."""
     img = load_image(photo)
-    faces = HaarDetector().detect(img)
+    faces = create_detector().detect(img)
     if not faces:
         raise SystemExit(f"{photo}: no face found to build the clip from")
     b = faces[0].expand(0.6, img.shape[1], img.shape[0])
@@ -177,6 +165,7 @@ def bench_speed(args: argparse.Namespace) -> None:
           f"{args.detect_every} frames ({full} full searches), face found in {found}/{n} frames, "
           f"face ids {sorted(ids)}; {pinned}, OpenCV 1 thread, ONNX Runtime {args.threads} thread(s); "
           f"load average {os.getloadavg()[0]:.2f}")
+    print(f"CPU: {cpu_description()}")
     rows = [("decode", dec), ("detect (full + local)", det_w.s), ("classify", cls_w.s),
             ("track + smooth", track), ("draw", draw)]
     for name, s in rows:
@@ -188,53 +177,16 @@ def bench_speed(args: argparse.Namespace) -> None:
     print(f"end to end (decode, detect, classify, track, draw): {e2e / n * 1000:.2f} ms/frame = {n / e2e:.1f} fps")
 
 
-def bench_detectors(args: argparse.Namespace) -> None:
-    if not PHOTOS.is_dir():
-        raise SystemExit(f"{PHOTOS}: photos not found")
-    pin_cores(args.cores)
-    cv2.setNumThreads(1)
-    names = args.names or ["haar", "haar-fast"]
-    print(f"{'detector':<10} {'found':>5} {'missed':>6} {'false':>5}  {'ms/photo':>8}  per photo (found/true, +false)")
-    for name in names:
-        det = create_detector(name)
-        tot_f = tot_m = tot_x = 0
-        ms = 0.0
-        per = []
-        for fname, centres in TRUE_FACES.items():
-            img = load_image(PHOTOS / fname)
-            det.detect(img)
-            t = time.perf_counter()
-            boxes = det.detect(img)
-            ms += (time.perf_counter() - t) * 1000
-            used: set[int] = set()
-            f = 0
-            for cx, cy in centres:
-                for i, b in enumerate(boxes):
-                    if i not in used and b.x <= cx <= b.x + b.w and b.y <= cy <= b.y + b.h:
-                        used.add(i)
-                        f += 1
-                        break
-            x = len(boxes) - len(used)
-            tot_f, tot_m, tot_x = tot_f + f, tot_m + len(centres) - f, tot_x + x
-            per.append(f"{fname.split('.')[0]} {f}/{len(centres)}" + (f" +{x}" if x else ""))
-        print(f"{name:<10} {tot_f:>5} {tot_m:>6} {tot_x:>5}  {ms / len(TRUE_FACES):8.1f}  {', '.join(per)}")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--detector", default="haar-fast")
+    ap.add_argument("--detector", default=FAST_DETECTOR)
     ap.add_argument("--detect-every", type=int, default=5)
     ap.add_argument("--photo", default=str(SAMPLE), help="photo the clip is made from")
     ap.add_argument("--cores", type=int, default=1, help="pin to this many CPU cores (0 = do not pin)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default: 1)")
-    ap.add_argument("--detectors", action="store_true", help="detector accuracy on ../shared/photos instead")
-    ap.add_argument("names", nargs="*", help="with --detectors: detector names (default: haar haar-fast)")
     args = ap.parse_args()
-    if args.detectors:
-        bench_detectors(args)
-    else:
-        bench_speed(args)
+    bench_speed(args)
     sys.stdout.flush()
 
 

@@ -100,9 +100,6 @@ def test_upload_shows_boxes_and_bar_chart(browser_context, photos_dir, tmp_path)
         shot = tmp_path / "web_page.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 50_000
-        if os.environ.get("EMOLENS_UPDATE_DOCS"):  # refresh the README's screenshot on request only
-            README_SHOT.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(shot, README_SHOT)
 
         # a portrait: one face, its label and confidence shown in the list
         page.set_input_files("#file-input", str(photos_dir / "portrait_obama.jpg"))
@@ -120,7 +117,11 @@ def test_upload_shows_boxes_and_bar_chart(browser_context, photos_dir, tmp_path)
         assert shown["x"] - photo["x"] == pytest.approx(x * scale, abs=4)
         assert shown["y"] - photo["y"] == pytest.approx(y * scale, abs=4)
         assert page.locator("#key-row").is_hidden() and page.locator("#error").is_hidden()
-        page.screenshot(path=str(tmp_path / "web_page_portrait.png"), full_page=True)
+        shot = tmp_path / "web_page_portrait.png"
+        page.screenshot(path=str(shot), full_page=True)
+        if os.environ.get("EMOLENS_UPDATE_DOCS"):  # refresh the README's screenshot on request only; the
+            README_SHOT.parent.mkdir(parents=True, exist_ok=True)  # public-domain portrait, not the group photo,
+            shutil.copyfile(shot, README_SHOT)  # which may not be copied into the project (photos/README.md)
 
         # a bad upload is shown as the server's message, not a crash
         bad = tmp_path / "notes.jpg"
