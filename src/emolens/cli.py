@@ -134,9 +134,9 @@ def _augment_options(pairs: list[str], current: object) -> dict:
                 aug[key] = float(value)
             except ValueError:
                 raise CLIError(f"--augment {pair}: {key} takes a number") from None
-            if aug[key] < 0 or (key == "erase" and aug[key] > 1):
-                raise CLIError(f"--augment {pair}: {key} must be " + ("a probability in [0, 1]" if key == "erase"
-                                                                      else ">= 0"))
+            if aug[key] < 0 or (key in AugmentConfig.PROBABILITIES and aug[key] > 1):
+                raise CLIError(f"--augment {pair}: {key} must be " + (
+                    "a probability in [0, 1]" if key in AugmentConfig.PROBABILITIES else ">= 0"))
     return aug
 
 
@@ -187,8 +187,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "distill": args.distill, "distill_temperature": args.distill_temperature,
     }.items() if v is not None}
     if args.no_augment:
-        base["augment"] = {"hflip": False, "rotate": 0.0, "shift": 0.0, "zoom": 0.0, "shear": 0.0,
-                           "brightness": 0.0, "contrast": 0.0, "erase": 0.0}
+        import dataclasses
+
+        from .training.augment import AugmentConfig
+
+        base["augment"] = dataclasses.asdict(AugmentConfig.off())
     if args.augment:
         base["augment"] = _augment_options(args.augment, base.get("augment"))
     base.update(overrides)
@@ -755,7 +758,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
     p.add_argument("--augment", action="append", metavar="KEY=VALUE",
                    help="set one augmentation (repeatable): hflip=true|false, rotate=DEG, shift=FRAC, zoom=FRAC, "
-                        "shear=DEG, brightness=D, contrast=D, erase=PROB (after --no-augment: only these)")
+                        "shear=DEG, brightness=D, contrast=D, gamma=G, and probabilities per image: erase, and the "
+                        "real-photo ones occlude, blur, downscale, noise, jpeg (after --no-augment: only these)")
     p.add_argument("--train-split")
     p.add_argument("--val-split")
     p.add_argument("--limit-per-class", type=int, help="use only the first N images of each class (quick runs)")

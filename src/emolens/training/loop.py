@@ -131,6 +131,7 @@ class TrainConfig:
             raise ValueError(f"distill_temperature must be a positive number, not {self.distill_temperature!r}")
         if self.teacher is not None and not isinstance(self.teacher, str):
             raise ValueError(f"teacher must be the path of an emolens .onnx model, not {self.teacher!r}")
+        self.augment.validate()
         get_spec(self.model)  # unknown model -> ValueError listing the registry
 
 

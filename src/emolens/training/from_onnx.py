@@ -1,0 +1,154 @@
+"""An exported emolens ONNX model back into a trainable PyTorch checkpoint, so a model whose run is gone can
+be fine-tuned (``emolens train --init CKPT``) instead of trained again from scratch.
+
+The export folds each BatchNorm that follows a convolution into the convolution (``W' = γ/σ W``,
+``b' = β - γμ/σ``), so the original BatchNorm parameters cannot be read back. They are rebuilt so that the
+network computes exactly the same function in eval mode and nearly the same in training mode:
+
+* the convolution gets the folded weights ``W'`` (it has no bias of its own);
+* the BatchNorm gets, as running statistics, the mean ``m`` and variance ``v`` of ``W'x`` measured on
+  training images, ``γ = sqrt(v + eps)`` and ``β = m + b'``.
+
+Then ``BN(W'x) = γ (W'x - m) / sqrt(v + eps) + β = W'x + b'`` for any ``m`` and ``v`` (eval mode: exact), and
+a training batch, whose own statistics are close to ``m`` and ``v``, is normalised almost as the exported
+network computes it, so fine-tuning starts from the exported model's accuracy rather than from a jolt.
+
+Layers are matched in order: the model's Conv2d / Linear modules against the graph's Conv / Gemm nodes,
+by weight shape. A quantized (QDQ int8) file must first be turned into a float one
+(``python scripts/dequantize_qdq.py IN.int8.onnx OUT.onnx``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..classify import Classifier
+from .zoo import create_model, get_spec
+
+
+def _graph_weights(path: str | os.PathLike) -> tuple[list[tuple[str, np.ndarray, np.ndarray | None]], dict]:
+    """The (op, weight, bias) of every Conv / Gemm node in graph order, and the other initializers by name."""
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    g = proto.graph
+    if any(n.op_type in ("DequantizeLinear", "QLinearConv", "ConvInteger") for n in g.node):
+        raise ValueError(f"{path}: a quantized model; turn it into a float one first "
+                         "(python scripts/dequantize_qdq.py IN.int8.onnx OUT.onnx)")
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    layers = []
+    for n in g.node:
+        if n.op_type not in ("Conv", "Gemm"):
+            continue
+        if n.input[1] not in inits:
+            raise ValueError(f"{path}: the weights of node {n.name or n.op_type} are not stored constants")
+        w = inits[n.input[1]]
+        if n.op_type == "Gemm" and any(a.name == "transB" and a.i == 0 for a in n.attribute):
+            w = w.T
+        b = inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
+        layers.append((n.op_type, w, b))
+    return layers, inits
+
+
+def _layers(model: nn.Module) -> list[tuple[nn.Module, nn.BatchNorm2d | None]]:
+    """The model's Conv2d / Linear modules in order, each with the BatchNorm2d that directly follows a conv."""
+    mods = list(model.modules())
+    out = []
+    for i, m in enumerate(mods):
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nxt = mods[i + 1] if i + 1 < len(mods) else None
+            out.append((m, nxt if isinstance(m, nn.Conv2d) and isinstance(nxt, nn.BatchNorm2d) else None))
+    return out
+
+
+@torch.no_grad()
+def checkpoint_from_onnx(onnx_path: str | os.PathLike, model_name: str, images: np.ndarray) -> dict:
+    """A ``best.pt``-style checkpoint (``model``, ``config``, ``classes``) rebuilt from an exported emolens model
+    of architecture ``model_name``; ``images`` (uint8 N×H×W[×C] faces as inference sees them, a few hundred
+    training faces) give the BatchNorm statistics. The eval-mode logits match the ONNX model's (checked by
+    the caller with :func:`emolens.training.export.parity`)."""
+    clf = Classifier(onnx_path)
+    meta = clf.meta
+    spec = get_spec(model_name)
+    if (spec.input_size, spec.channels) != (meta.input_size, meta.channels):
+        raise ValueError(f"{onnx_path}: input {meta.input_size} px × {meta.channels} channel(s) does not fit "
+                         f"{model_name} ({spec.input_size} px × {spec.channels})")
+    model = create_model(model_name, num_classes=len(meta.labels)).eval()
+    layers, inits = _graph_weights(onnx_path)
+    mine = _layers(model)
+    if len(layers) != len(mine):
+        raise ValueError(f"{onnx_path}: {len(layers)} conv/dense layers, {model_name} has {len(mine)}")
+    folded_bias = []
+    for k, ((op, w, b), (mod, bn)) in enumerate(zip(layers, mine)):
+        if tuple(w.shape) != tuple(mod.weight.shape):
+            raise ValueError(f"{onnx_path}: layer {k + 1} ({op}) has weights {tuple(w.shape)}, "
+                             f"{model_name} expects {tuple(mod.weight.shape)}")
+        mod.weight.copy_(torch.tensor(w))
+        bias = torch.zeros(w.shape[0]) if b is None else torch.tensor(b)
+        if mod.bias is not None:
+            mod.bias.copy_(bias)
+        elif bn is None:
+            raise ValueError(f"{onnx_path}: layer {k + 1} ({op}) has a bias that {model_name} has no place for")
+        if bn is not None:  # identity BatchNorm + the folded bias: exactly the graph's function in eval mode
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0 - bn.eps)
+            bn.weight.fill_(1.0)
+            bn.bias.copy_(bias)
+        folded_bias.append(bias)
+    # the other parameters and buffers kept by name (e.g. the head's BatchNorm1d, which the export keeps)
+    state = model.state_dict()
+    for name, value in inits.items():
+        if name in state and tuple(state[name].shape) == tuple(value.shape):
+            state[name].copy_(torch.tensor(value))
+    # measure each conv's output statistics on real faces, then move them into the BatchNorm
+    stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = [mod.register_forward_hook(lambda _m, _i, out, k=k: stats.__setitem__(
+        k, (out.double().mean((0, 2, 3)), out.double().var((0, 2, 3), unbiased=False))))
+        for k, (mod, bn) in enumerate(mine) if bn is not None]
+    x = torch.from_numpy(clf.preprocess(list(images)))
+    model(x)
+    for h in hooks:
+        h.remove()
+    for k, (_mod, bn) in enumerate(mine):
+        if bn is None:
+            continue
+        m, v = stats[k]
+        bn.running_mean.copy_(m.float())
+        bn.running_var.copy_(v.float())
+        bn.weight.copy_(torch.sqrt(v + bn.eps).float())
+        bn.bias.copy_((m + folded_bias[k].double()).float())
+    config = {"model": model_name, "mean": meta.mean_array() if meta.channels > 1 else float(meta.mean),
+              "std": meta.std_array() if meta.channels > 1 else float(meta.std), "source_onnx": str(onnx_path)}
+    return {"model": {k: v.detach().clone() for k, v in model.state_dict().items()}, "config": config,
+            "classes": list(meta.labels), "epoch": -1, "architecture": model_name}
+
+
+def save_checkpoint_from_onnx(onnx_path: str | os.PathLike, model_name: str, data: str | os.PathLike,
+                              out: str | os.PathLike, *, per_class: int = 100) -> tuple[Path, float]:
+    """:func:`checkpoint_from_onnx` with the BatchNorm statistics from ``per_class`` training faces of
+    ``data``; writes ``out`` (never over an existing file) and returns it with the eval-mode parity (the
+    largest difference of any class probability between the checkpoint and the ONNX model, on val faces)."""
+    from .export import load_checkpoint, parity, sample_images
+
+    out = Path(out)
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose another path")
+    meta = Classifier(onnx_path).meta
+    spec = get_spec(model_name)
+    train, _ = sample_images(data, "train", size=spec.input_size, channels=spec.channels, per_class=per_class,
+                             classes=meta.labels, data=data)
+    ck = checkpoint_from_onnx(onnx_path, model_name, train)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(ck, tmp)
+    os.replace(tmp, out)
+    model, _ = load_checkpoint(out)
+    val, _ = sample_images(data, "val", size=spec.input_size, channels=spec.channels, per_class=20,
+                           classes=meta.labels, data=data)
+    return out, parity(model, onnx_path, val)
