@@ -1,4 +1,5 @@
-"""Measure a model's landmark template: where the detector puts the 5 landmarks on its training faces.
+"""Measure a model's landmark template: where the detector puts the 5 landmarks on its training faces; and
+where the square ``emolens predict`` cuts around the detector's box falls on them (the box-crop framing).
 
     python scripts/measure_template.py ../shared/datasets/fer2013/train [--n 2000] [--write MODEL.onnx]
 
@@ -26,8 +27,15 @@ from emolens.detect import create_detector
 
 
 def landmarks_of(files: list[Path], detector_name: str, pad: float = 0.25, side: int = 192) -> np.ndarray:
+    return faces_of(files, detector_name, pad, side)[0]
+
+
+def faces_of(files: list[Path], detector_name: str, pad: float = 0.25, side: int = 192
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(N×5×2 landmarks, N×3 squares) of the faces found, as fractions of their crops; a square is the one
+    ``emolens predict`` cuts around the detector's box: (centre x, centre y, side)."""
     det = create_detector(detector_name, retry_pads=())
-    out = []
+    out, squares = [], []
     for f in files:
         img = cv2.imread(str(f), cv2.IMREAD_COLOR)
         if img is None:
@@ -40,9 +48,11 @@ def landmarks_of(files: list[Path], detector_name: str, pad: float = 0.25, side:
         boxes = det.detect(big)
         if not boxes or boxes[0].landmarks is None:
             continue
-        pts = np.asarray(boxes[0].landmarks) / k - p  # back to the crop's pixels
+        b = boxes[0]
+        pts = np.asarray(b.landmarks) / k - p  # back to the crop's pixels
         out.append(pts / np.array([w, h]))
-    return np.asarray(out)
+        squares.append((((b.x + b.w / 2) / k - p) / w, ((b.y + b.h / 2) / k - p) / h, max(b.w, b.h) / k / max(w, h)))
+    return np.asarray(out), np.asarray(squares)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +69,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     step = max(1, len(files) // args.n)
     chosen = files[::step][: args.n]
-    pts = landmarks_of(chosen, args.detector)
+    pts, squares = faces_of(chosen, args.detector)
     template = measure_template(pts)
     roll = np.degrees(np.arctan2(pts[:, 1, 1] - pts[:, 0, 1], pts[:, 1, 0] - pts[:, 0, 0]))
     print(f"{len(pts)} of {len(chosen)} faces with landmarks; median |roll| {np.median(np.abs(roll)):.1f} deg, "
           f"p90 {np.percentile(np.abs(roll), 90):.1f} deg")
+    # the box crop users get, in the training crop's frame: is it the same framing, and how much does it vary?
+    for name, col in (("centre x", 0), ("centre y", 1), ("side", 2)):
+        v = squares[:, col]
+        print(f"box crop {name}: median {np.median(v):.3f} of the crop, p10 {np.percentile(v, 10):.3f}, "
+              f"p90 {np.percentile(v, 90):.3f}, std {v.std():.3f}")
     if args.write:
         write_template(args.write, template)
         print(f"stored in {args.write}")

@@ -92,6 +92,9 @@ def test_balanced_class_weights_and_sampler(imbalanced, tmp_path):
                             class_weights="balanced", sampler="balanced", threads=2))
     log = (run / "train.log").read_text()
     assert "class weights: disgust 2.50, happy 0.62" in log  # 75 / (2 * 15), 75 / (2 * 60)
+    run = train(TrainConfig(data=str(imbalanced), out=str(tmp_path / "sqrt"), model="vgg_s", epochs=1, batch_size=32,
+                            class_weights="sqrt", threads=2))
+    assert "class weights: disgust 1.58, happy 0.79" in (run / "train.log").read_text()  # their square roots
 
 
 @pytest.mark.slow
@@ -105,6 +108,13 @@ def test_early_stopping_and_best_checkpoint_on_the_chosen_metric(fer_root, tmp_p
     best = torch.load(run / "best.pt", weights_only=False)
     f1 = [float(r["val_macro_f1"]) for r in rows]
     assert best["epoch"] + 1 == int(rows[f1.index(max(f1))]["epoch"])
+
+
+@pytest.mark.slow
+def test_select_last_keeps_the_last_epoch(fer_root, tmp_path):
+    """Fine-tuning toward faces the val split does not hold: best.pt is the last epoch, whatever val says."""
+    run = _run(fer_root, tmp_path, epochs=3, optimizer="sgd", lr=5.0, schedule="constant", select="last")
+    assert torch.load(run / "best.pt", weights_only=False)["epoch"] == 2 and len(_history(run)) == 3
 
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr")

@@ -747,10 +747,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --teacher: weight of the teacher's term, 0-1 (default 0.5; the labels get 1 - ALPHA)")
     p.add_argument("--distill-temperature", type=float, metavar="TAU",
                    help="with --teacher: softmax temperature of the comparison (default 2)")
-    p.add_argument("--class-weights", choices=["balanced"], help="weight the loss by inverse class frequency")
+    p.add_argument("--class-weights", choices=["balanced", "sqrt"],
+                   help="weight the loss by inverse class frequency (sqrt: by its square root, milder)")
     p.add_argument("--sampler", choices=["shuffle", "balanced"], help="balanced: draw every class equally often")
     p.add_argument("--patience", type=int, help="early stopping: epochs without a better val metric (0 = off)")
-    p.add_argument("--select", choices=["accuracy", "macro_f1", "loss"], help="val metric that picks best.pt")
+    p.add_argument("--select", choices=["accuracy", "macro_f1", "loss", "last"],
+                   help="val metric that picks best.pt (last: the last epoch)")
     p.add_argument("--weights", help="transfer models: 'imagenet' (download) or a local ImageNet state dict (.pth)")
     p.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=None,
                    help="transfer models: freeze the pretrained base (default) or train it all (--no-freeze)")

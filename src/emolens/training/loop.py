@@ -37,7 +37,7 @@ from .zoo import count_params, create_model, get_spec
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "onecycle", "step", "plateau", "constant")
-SELECT = ("accuracy", "macro_f1", "loss")
+SELECT = ("accuracy", "macro_f1", "loss", "last")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda")
 # Options that fix what last.pt holds (architecture, trainable parameters, optimiser state, data): a resumed run
@@ -76,10 +76,12 @@ class TrainConfig:
     distill_temperature: float = 2.0  # with a teacher: the softmax temperature both are compared at
     ema: float = 0.0  # keep an exponential moving average of the weights with this decay per step (0 = off,
     # e.g. 0.999); validation, best.pt and the export then use the averaged weights
-    class_weights: str | None = None  # None | "balanced" (loss weights n / (k * n_class))
+    class_weights: str | None = None  # None | "balanced" (loss weights n / (k * n_class)) | "sqrt" (their square
+    # root: a milder push toward rare classes, e.g. FER2013's disgust, that costs the common ones less)
     sampler: str = "shuffle"  # shuffle | balanced (draw every class equally often, with replacement)
     patience: int = 0  # early stopping: stop after this many epochs without a better `select` metric (0 = off)
-    select: str = "accuracy"  # the val metric that picks best.pt: accuracy | macro_f1 | loss
+    select: str = "accuracy"  # the val metric that picks best.pt: accuracy | macro_f1 | loss | last (the last
+    # epoch: fine-tuning for faces the val split does not hold, e.g. real photos, chosen outside the loop)
     mean: float | list[float] | None = None  # None = the model's default (0.5 gray; ImageNet's for transfer models)
     std: float | list[float] | None = None
     precision: str = "auto"  # auto | bf16 | fp16 | fp32 (autocast; auto: bf16 where the hardware has it, see amp_dtype)
@@ -113,8 +115,8 @@ class TrainConfig:
                               ("precision", PRECISIONS), ("sampler", ("shuffle", "balanced")), ("device", DEVICES)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
-        if self.class_weights not in (None, "balanced"):
-            raise ValueError(f"class_weights must be 'balanced' or null, not {self.class_weights!r}")
+        if self.class_weights not in (None, "balanced", "sqrt"):
+            raise ValueError(f"class_weights must be 'balanced', 'sqrt' or null, not {self.class_weights!r}")
         for name in ("epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, not {getattr(self, name)!r}")
@@ -375,8 +377,9 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
             f"distillation at temperature {cfg.distill_temperature:g}")
     counts = np.bincount(tr.labels, minlength=len(tr.classes))
     loss_weight = None
-    if cfg.class_weights == "balanced":  # as sklearn's compute_class_weight("balanced")
-        loss_weight = torch.tensor(len(tr) / (len(counts) * np.maximum(counts, 1)), dtype=torch.float32)
+    if cfg.class_weights:  # balanced: as sklearn's compute_class_weight("balanced"); sqrt: its square root
+        balanced = len(tr) / (len(counts) * np.maximum(counts, 1))
+        loss_weight = torch.tensor(np.sqrt(balanced) if cfg.class_weights == "sqrt" else balanced, dtype=torch.float32)
         log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(tr.classes, loss_weight.tolist())))
         loss_weight = loss_weight.to(device)
     opt = make_optimizer(model, cfg)
@@ -473,7 +476,7 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
             tb.flush()
         _plot_history(history_path, out)
 
-        score = {"accuracy": val_acc, "macro_f1": val_f1, "loss": -val_loss}[cfg.select]
+        score = {"accuracy": val_acc, "macro_f1": val_f1, "loss": -val_loss, "last": epoch}[cfg.select]
         improved = state["best"] is None or score > state["best"]
         if improved:
             state["best"], state["bad_epochs"] = score, 0
