@@ -3,10 +3,11 @@ config's whole augmentation (README's grid).
 
     python scripts/augment_grid.py [--config configs/fer2013_vgg_s_wild.yaml] [--out docs/img/augment_grid.png]
 
-Rows: the faces of the public-domain portraits (examples/obama.jpg and ../shared/photos/portrait_*.jpg when
-present), cut as ``emolens predict`` cuts them (the default detector's box, 48×48 gray). Columns: the face as
-the model sees it, each real-photo key alone at probability 1 (no other augmentation), then four draws of the
-config's full augmentation. Every image is enlarged 3× (nearest neighbour) so its pixels can be seen.
+Rows: the faces of the public-domain portraits (examples/obama.jpg and the whole-face portraits of
+../shared/photos when present), cut as ``emolens predict`` cuts them (the default detector's box, 48×48
+gray). Columns: the face as the model sees it, each real-photo key alone at probability 1 (gamma at 0.5;
+no other augmentation), then four draws of the config's full augmentation. Every image is enlarged 3×
+(nearest neighbour) so its pixels can be seen.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ KEYS = ("occlude", "blur", "downscale", "noise", "jpeg", "gamma")
 def faces(size: int = 48) -> list[np.ndarray]:
     rec = EmotionRecognizer()
     out = []
-    for path in [ROOT / "examples" / "obama.jpg", *sorted(PHOTOS.glob("portrait_*.jpg"))]:
+    names = ("portrait_biden.jpg", "portrait_obama2.jpg", "portrait_obama3.jpg")
+    for path in [ROOT / "examples" / "obama.jpg", *(PHOTOS / n for n in names if (PHOTOS / n).is_file())]:
         bgr = load_image(path)
         boxes = rec.detector.detect(bgr)
         if boxes:
