@@ -112,8 +112,8 @@ def corpus_bytes(photo: bytes) -> dict[str, bytes]:
 
 def corpus_files(folder: Path, photo: bytes, *, big_mb: float = 250) -> list[Path]:
     """Every bad input of :func:`corpus_bytes` as a file in ``folder``, plus those only a path can be: a named
-    pipe, /dev/zero, a folder named like a picture, a missing file, a symlink loop, a file over the size cap
-    (``big_mb``, sparse: it takes no disk space), and garbage under a name that is not UTF-8."""
+    pipe, /dev/zero, a missing file, a symlink loop, a file over the size cap (``big_mb``, sparse: it takes no
+    disk space), and garbage under a name that is not UTF-8."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for key, data in corpus_bytes(photo).items():
@@ -125,8 +125,6 @@ def corpus_files(folder: Path, photo: bytes, *, big_mb: float = 250) -> list[Pat
     empty.write_bytes(b"")
     fifo = folder / "named_pipe.jpg"
     os.mkfifo(fifo)
-    a_dir = folder / "a_folder.jpg"
-    a_dir.mkdir()
     loop = folder / "loop.jpg"
     os.symlink(loop.name, loop)
     big = folder / "over_the_size_cap.jpg"
@@ -134,4 +132,4 @@ def corpus_files(folder: Path, photo: bytes, *, big_mb: float = 250) -> list[Pat
         f.truncate(int(big_mb * 2**20))
     odd = Path(os.fsdecode(bytes(folder) + b"/not_utf8_\xe9\xff.jpg"))
     odd.write_bytes(b"garbage")
-    return [*paths, empty, fifo, a_dir, loop, big, odd, folder / "missing.jpg", Path("/dev/zero")]
+    return [*paths, empty, fifo, loop, big, odd, folder / "missing.jpg", Path("/dev/zero")]

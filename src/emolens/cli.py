@@ -17,9 +17,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -47,17 +50,19 @@ def _need_training():
 # ----------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
     from .classify import ModelError
-    from .imageio import expand_inputs
-    from .output import format_table, to_json
+    from .imageio import describe, expand_inputs
     from .progress import Progress
     from .recognizer import EmotionRecognizer
 
+    files = expand_inputs(list(args.inputs))
+    if not files:
+        raise CLIError("no image files found in the given folder(s)")
     # several pictures: one worker per core, each model on one thread (2.5x the pictures/s on 2 cores)
     workers = args.workers or (1 if args.threads else (os.cpu_count() or 1))
     threads = args.threads or (1 if workers > 1 else None)
     try:
         rec = EmotionRecognizer(args.model, detector=args.detector, threads=threads, tta=not args.no_tta,
-                                align=_align_of(args))
+                                align=_align_of(args), max_file_bytes=_max_file_bytes(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     annotate_dir = args.annotate
@@ -68,26 +73,67 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise CLIError(f"--annotate {annotate_dir}: exists and is not a folder") from None
         except OSError as e:
             raise CLIError(f"--annotate {annotate_dir}: cannot create the folder ({e.strerror or e})") from None
-    files = expand_inputs(list(args.inputs))
+    writer = _result_writer(args, [describe(f) for f in files], rec.labels)
     bar = Progress(len(files), unit="picture", rate_unit="pictures/s", terminal_only=True,
                    enabled=not args.quiet and len(files) > 1)
-    results = []
-    for r in rec.predict_files(files, detect=not args.no_detect, annotate_dir=annotate_dir, workers=workers,
-                               draw_landmarks=not args.no_landmarks):
-        results.append(r)
-        bar.update(len(results))
-        if r.error:
-            print(f"emolens: error: {r.error}", file=sys.stderr)
-    if len(results) > 1 or bar.n:
+    failed = done = 0
+    try:
+        for r in rec.predict_files(files, detect=not args.no_detect, annotate_dir=annotate_dir, workers=workers,
+                                   draw_landmarks=not args.no_landmarks):
+            bar.clear()
+            with _whole():
+                writer.write(r)  # printed (and flushed) as soon as it is done: an interrupted run keeps it
+                done += 1
+            for problem in (r.error, r.annotate_error):
+                if problem:
+                    print(f"emolens: error: {problem}", file=sys.stderr)
+            failed += bool(r.error or r.annotate_error)
+            if r.annotated is not None and not (args.json or args.jsonl):
+                print(f"annotated: {describe(r.annotated)}", file=sys.stderr)
+            bar.update(done)
+    except KeyboardInterrupt:
+        bar.clear()
+        writer.close()  # --json: the array is closed, still valid JSON
+        print(f"emolens: interrupted after {done} of {len(files)} pictures; their results are above",
+              file=sys.stderr)
+        return 130
+    if bar.n:
         bar.close()
-    if not results:
-        raise CLIError("no image files found in the given folder(s)")
-    print(to_json(results) if args.json else format_table(results))
-    if annotate_dir is not None and not args.json:
-        for r in results:
-            if r.annotated:
-                print(f"annotated: {r.annotated}", file=sys.stderr)
-    return 1 if any(not r.ok for r in results) else 0
+    writer.close()
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _whole():
+    """Ctrl-C waits until the block is over: a picture's rows or JSON object are printed whole or not at all."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
+
+
+def _result_writer(args: argparse.Namespace, names: list[str], labels: list[str]):
+    from .output import JsonWriter, TableWriter
+
+    if args.json or args.jsonl:
+        return JsonWriter(sys.stdout, lines=args.jsonl)
+    return TableWriter(sys.stdout, names, labels)
+
+
+def _max_file_bytes(args: argparse.Namespace) -> int:
+    import math
+
+    mb = args.max_file_mb
+    if not (math.isfinite(mb) and mb > 0):
+        raise CLIError(f"--max-file-mb must be a positive number of MB, not {mb:g}")
+    return max(1, int(mb * 1024 * 1024))
 
 
 def _align_of(args: argparse.Namespace) -> str:
@@ -223,12 +269,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (run / f"eval-{args.split}" if run is not None else None)
     if out is not None and existing_outputs(out) and not args.force:  # fail before the slow part
         raise CLIError(f"{out} already holds a report; pass --force to replace it, or give another --out")
+    from .progress import Progress
+
+    bar: Progress | None = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total, unit="image", rate_unit="images/s", terminal_only=True, enabled=not args.quiet)
+        bar.update(done)
+
+    def log(message: str) -> None:
+        if bar is not None:
+            bar.clear()
+        print(message, file=sys.stderr)
+
     try:
         ev = evaluate_model(args.model, args.data, args.split, limit_per_class=args.limit_per_class,
-                            log=lambda m: print(m, file=sys.stderr), detect=args.detect, detector=args.detector,
-                            align=_align_of(args), skip_unknown=args.skip_unknown)
+                            log=log, detect=args.detect, detector=args.detector,
+                            align=_align_of(args), skip_unknown=args.skip_unknown, progress=progress)
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
+    finally:
+        if bar is not None:
+            bar.close()
     print(format_report(ev.report))
     if out is not None:
         try:
@@ -512,13 +576,14 @@ def cmd_webcam(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- explain
 def cmd_explain(args: argparse.Namespace) -> int:
     from .classify import ModelError
-    from .explain import output_files, write_files
-    from .imageio import ImageError, expand_inputs, load_image
+    from .imageio import describe, expand_inputs
+    from .output import JsonWriter
+    from .progress import Progress
     from .recognizer import EmotionRecognizer
 
     try:
         rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta,
-                                align=_align_of(args))
+                                align=_align_of(args), max_file_bytes=_max_file_bytes(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     if args.label is not None and args.label not in rec.labels:
@@ -544,32 +609,84 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out}: exists and is not a folder")
-    files, rows, failed = [], [], 0
     paths = expand_inputs(args.inputs)
     if not paths:
         raise CLIError("no image files found in the given folder(s)")
-    for path in paths:
-        try:
-            bgr = load_image(path, max_pixels=rec.max_pixels)
-        except ImageError as e:
-            print(f"emolens: error: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        explanations = rec.explain_bgr(bgr, label=args.label, detect=not args.no_detect, method=method)
-        if not explanations:
-            print(f"{path}: no face found", file=sys.stderr)
-        planned = output_files(explanations, path, out)
-        files += planned
-        rows += [(path, i, ex, planned[3 * i - 1][0]) for i, ex in enumerate(explanations, 1)]
+    stems: dict[str, Path] = {}
+    for path in paths:  # output names come from the file name: two inputs must not share one
+        other = stems.setdefault(path.stem, path)
+        if other != path:
+            raise CLIError(f"{describe(other)} and {describe(path)} have the same file name and would write the "
+                           "same files; explain them apart (another --out)")
+    json_out = args.json or args.jsonl
+    writer = JsonWriter(sys.stdout, lines=args.jsonl) if json_out else None
+    bar = Progress(len(paths), unit="picture", rate_unit="pictures/s", terminal_only=True,
+                   enabled=not args.quiet and len(paths) > 1)
+    failed = done = 0
     try:
-        write_files(files, force=args.force)
+        for path in paths:
+            bar.update(done)
+            name = describe(path)
+            item, error = _explain_one(rec, path, out, args, method)
+            bar.clear()
+            if error:
+                print(f"emolens: error: {error}", file=sys.stderr)
+                failed += 1
+            elif not item["faces"]:
+                print(f"{name}: no face found", file=sys.stderr)
+            with _whole():
+                if writer is not None:
+                    writer.write(item)
+                else:
+                    for i, face in enumerate(item["faces"], 1):
+                        ex = face["explanation"]
+                        print(f"{name} face {i}: {face['label']} {face['score']:.0%}, map of {ex['label']} "
+                              f"({ex['method']}) -> {ex['panel']}", flush=True)
+                done += 1
+    except KeyboardInterrupt:
+        bar.clear()
+        if writer is not None:
+            writer.close()
+        print(f"emolens: interrupted after {done} of {len(paths)} pictures; their files are written",
+              file=sys.stderr)
+        return 130
+    if bar.n:
+        bar.update(done)
+        bar.close()
+    if writer is not None:
+        writer.close()
+    return 1 if failed else 0
+
+
+def _explain_one(rec, path: Path, out: Path, args: argparse.Namespace, method) -> tuple[dict, str | None]:
+    """Explain one picture and write its files: (its JSON object, the error that stopped it or ``None``)."""
+    from .explain import output_files, write_files
+    from .imageio import ImageError, describe
+
+    name = describe(path)
+    item: dict = {"file": name, "faces": []}
+    try:
+        bgr = rec.load(path)
+    except ImageError as e:
+        item["error"] = str(e)
+        return item, str(e)
+    explanations = rec.explain_bgr(bgr, label=args.label, detect=not args.no_detect, method=method,
+                                   max_faces=args.max_faces)
+    planned = output_files(explanations, path, out)
+    try:
+        write_files(planned, force=args.force)  # this picture's files: all or none
     except FileExistsError as e:
-        raise CLIError(str(e)) from None
+        item["error"] = f"{name}: {e}"
+        return item, item["error"]
     except OSError as e:
         raise CLIError(f"--out {out}: cannot write ({e.strerror or e})") from None
-    for path, i, ex, panel in rows:
-        print(f"{path} face {i}: {ex.face.label} {ex.face.score:.0%}, map of {ex.label} ({ex.method}) -> {panel}")
-    return 1 if failed else 0
+    for i, ex in enumerate(explanations):
+        crop, overlay, panel = (describe(p) for p, _ in planned[3 * i : 3 * i + 3])
+        face = ex.face.to_dict()
+        face["explanation"] = {"label": ex.label, "method": ex.method, "crop": crop, "overlay": overlay,
+                               "panel": panel}
+        item["faces"].append(face)
+    return item, None
 
 
 # ----------------------------------------------------------------------------- serve
@@ -641,6 +758,25 @@ def detector_flags(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--no-align", action="store_true", help="the same as --align none")
 
 
+def output_flags(p: argparse.ArgumentParser) -> None:
+    """--json and --jsonl: what is printed on stdout, a picture at a time (default: a table)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true",
+                   help="print one JSON array with an object per picture instead of a table (each object as soon "
+                        "as its picture is done; the closing ] at the end)")
+    g.add_argument("--jsonl", action="store_true",
+                   help="print JSON lines: one compact object per picture and line, as soon as it is done")
+
+
+def file_limit_flag(p: argparse.ArgumentParser) -> None:
+    from .imageio import DEFAULT_MAX_FILE_BYTES
+
+    default = DEFAULT_MAX_FILE_BYTES / 2**20
+    p.add_argument("--max-file-mb", type=float, default=default, metavar="MB",
+                   help=f"largest image file read, checked before reading it (default: {default:g}); "
+                        "only regular files are read")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="emolens", description="Facial emotion recognition: find faces, classify their emotions."
@@ -651,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="find faces in images and classify their emotions")
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
-    p.add_argument("--json", action="store_true", help="print JSON (one object per image) instead of a table")
+    output_flags(p)
     p.add_argument("--annotate", metavar="OUT_DIR", help="write annotated copies of the images into this folder")
     p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
@@ -663,6 +799,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
     p.add_argument("--no-landmarks", action="store_true", help="no landmark dots in the --annotate images")
+    file_limit_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_predict)
 
@@ -714,6 +851,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
+    p.add_argument("--max-faces", type=_positive_int, metavar="N",
+                   help="explain only the N largest faces of a picture (default: every face; a map takes about "
+                        "half a second a face)")
+    output_flags(p)
+    file_limit_flag(p)
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("train", help="train a model on FER2013 CSV or image folders ([train] extra)")
@@ -782,6 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out images of classes the model does not have (else they are an error)")
     p.add_argument("--out", help="folder for report.json, report.md and the PNGs (default for a run: RUN/eval-SPLIT)")
     p.add_argument("--force", action="store_true", help="replace an existing report")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr (shown on a terminal)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="several runs' evaluation metrics side by side ([train] extra)")
@@ -855,11 +999,28 @@ def _drop_stdout() -> None:
         pass
 
 
+def _printable_streams() -> None:
+    """Whatever reaches stdout or stderr is printed, never a UnicodeEncodeError: with a strict encoding
+    (``PYTHONIOENCODING=utf-8``, an ASCII locale) a character it cannot hold is written as an escape. Names
+    are made printable where they enter (:func:`emolens.imageio.describe`); this is the net under that."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a stream that cannot change
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .quiet import filtered_stderr
+
+    _printable_streams()
     try:
-        args = build_parser().parse_args(argv)
-        code = args.func(args)
-        sys.stdout.flush()  # output buffered for a pipe meets a closed reader here, not at exit
+        with filtered_stderr():  # the decoders' own lines (libpng, libjpeg, OpenCV, FFmpeg) are not shown
+            args = build_parser().parse_args(argv)
+            code = args.func(args)
+            sys.stdout.flush()  # output buffered for a pipe meets a closed reader here, not at exit
         return code
     except BrokenPipeError:
         # the reader went away (`emolens predict --json ... | head -5`): stop quietly, as Unix tools do
