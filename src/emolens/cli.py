@@ -537,6 +537,7 @@ def _stream_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
+    from .imageio import describe
     from .video import VideoError, check_outputs, process_video
 
     if args.out is None and args.csv is None and args.plot is None:
@@ -549,15 +550,20 @@ def cmd_video(args: argparse.Namespace) -> int:
                           every=args.every, force=args.force, progress=not args.quiet, bars=not args.no_bars, **opts)
     except VideoError as e:
         raise CLIError(str(e)) from None
-    print(f"{s.source}: {s.frames} frames read, {s.processed} recognised, {s.rows} face rows, "
+    of = f" of {s.expected}" if s.expected is not None else ""
+    print(f"{s.source}: {s.frames}{of} frames read, {s.processed} recognised, {s.rows} face rows, "
           f"{s.face_ids} face id(s), {s.fps:.1f} fps")
     for path in s.outputs:
-        print(f"wrote {path}")
+        print(f"wrote {describe(path)}")
     if s.interrupted:
         print(f"emolens: interrupted after {s.frames} frames read ({s.processed} recognised); "
               "the outputs above are complete up to there", file=sys.stderr)
         return 130
-    return 0
+    if s.missing:
+        print(f"emolens: {'error' if s.stopped_early else 'warning'}: {s.source}: the frames stopped after "
+              f"{s.frames} of the {s.expected} the file claims (a corrupt or truncated video?); the outputs cover "
+              f"those {s.frames}", file=sys.stderr)
+    return 1 if s.stopped_early else 0
 
 
 def cmd_webcam(args: argparse.Namespace) -> int:
