@@ -700,8 +700,8 @@ SERVE_EXTRA_HINT = "this command needs the serving extra: pip install 'emolens[s
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import ipaddress
     import math
-    import socket
 
     try:
         import uvicorn
@@ -724,29 +724,54 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CLIError(f"--port must be 0..65535, not {args.port}")
     if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb * 1024 * 1024 >= 1):
         raise CLIError(f"--max-upload-mb must be a positive number of MB, not {args.max_upload_mb:g}")
-    try:  # a clear error before loading the model, instead of uvicorn's log line and exit
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((args.host, args.port))
-    except OSError as e:
-        raise CLIError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from None
+    for name in ("explain_timeout", "queue_timeout"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
+            raise CLIError(f"--{name.replace('_', '-')} must be a positive number of seconds")
     config = ServeConfig(model=args.model, detector=args.detector, threads=args.threads,
                          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                         max_pixels=args.max_pixels, max_batch=args.max_batch, api_key=api_key)
+                         max_pixels=args.max_pixels, max_batch=args.max_batch, max_faces=args.max_faces,
+                         max_explain_faces=args.max_explain_faces, explain_concurrency=args.explain_concurrency,
+                         explain_timeout=args.explain_timeout, max_queue=args.max_queue,
+                         queue_timeout=args.queue_timeout, api_key=api_key)
     if args.concurrency:
         config.concurrency = args.concurrency
+    sock = _listening_socket(args.host, args.port)  # a clear error before loading the model
     try:
         app = create_app(config)
     except (ModelError, ValueError, FileNotFoundError) as e:
+        sock.close()
         raise CLIError(str(e)) from None
     svc = app.state.service
-    where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+    address, port = sock.getsockname()[:2]  # the port bound: --port 0 asks the system for a free one
+    where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{port}"
     print(f"emolens: serving {svc.model_id} on {where}  (web page {where}/, API docs {where}/docs"
           f"{', API key required' if api_key else ''})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
-                server_header=False)
+    if not api_key and not ipaddress.ip_address(address.split("%")[0]).is_loopback:
+        print(f"emolens: warning: listening on {args.host} without an API key: anyone who can reach this machine "
+              f"on the network can call the API; set {API_KEY_ENV} or --api-key-file, or serve on 127.0.0.1",
+              file=sys.stderr, flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log,
+                                           server_header=False))
+    server.run(sockets=[sock])
     return 0
+
+
+def _listening_socket(host: str, port: int):
+    """A TCP socket bound to ``host``:``port`` for uvicorn to listen on (CLIError when it cannot be bound)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        raise CLIError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise CLIError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    return sock
 
 
 # ----------------------------------------------------------------------------- parser
@@ -975,7 +1000,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="REST API + web page on one server ([serve] extra)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 = every interface)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: a free one, printed)")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help=f"face detector of requests without ?detector= (default: {DEFAULT_DETECTOR}; every "
@@ -987,6 +1012,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=_positive_int, default=40_000_000,
                    help="largest image in pixels, checked before decoding (default: 40,000,000)")
     p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per batch request (default: 16)")
+    p.add_argument("--max-faces", type=_positive_int, default=100, metavar="N",
+                   help="most faces classified in one image, the largest (default: 100)")
+    p.add_argument("--max-explain-faces", type=_positive_int, default=8, metavar="N",
+                   help="most faces explained in one image with ?explain=true, the largest (default: 8; a map "
+                        "takes about half a second a face on one core)")
+    p.add_argument("--explain-concurrency", type=_positive_int, metavar="N",
+                   help="explanation requests at a time, more get 429 (default: --concurrency - 1, at least 1, "
+                        "so that ordinary requests always find a slot)")
+    p.add_argument("--explain-timeout", type=float, default=20.0, metavar="SECONDS",
+                   help="no face of an image is explained after this (default: 20)")
+    p.add_argument("--max-queue", type=_positive_int, default=32, metavar="N",
+                   help="images waiting for a slot; more get 503 with a Retry-After (default: 32)")
+    p.add_argument("--queue-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="longest wait for a slot before 503 with a Retry-After (default: 30)")
     p.add_argument("--api-key-file", metavar="FILE",
                    help="require the key in this file in the X-API-Key header (or set EMOLENS_API_KEY)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

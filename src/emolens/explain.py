@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from .align import aligned_crop
-from .classify import Classifier
+from .classify import MAX_BATCH, Classifier
 from .detect.base import Box
 from .draw import colour_for
 from .results import Face
@@ -182,7 +182,7 @@ class _Views:
             self.b.append(classifier.preprocess([fill[o : o + n, o : o + n]]))
             self.windows.append((self.grid * (1 - f) / 2, self.grid * (1 + f) / 2))
 
-    def proba(self, masks: np.ndarray, chunk: int = 64) -> np.ndarray:
+    def proba(self, masks: np.ndarray, chunk: int = MAX_BATCH) -> np.ndarray:
         """Probabilities (N×labels, averaged over the views) with each mask's 1-pixels blurred away.
 
         ``masks``: float N×G×G in [0, 1], 1 = hidden."""

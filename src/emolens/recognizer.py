@@ -101,9 +101,10 @@ class EmotionRecognizer:
 
     def predict_bgr(self, bgr: np.ndarray, *, detect: bool = True) -> list[Face]:
         """Like :meth:`predict` for an already decoded uint8 BGR array (no copy, no checks)."""
-        return self.classify_boxes(bgr, self._boxes(bgr, detect))
+        return self.classify_boxes(bgr, self.face_boxes(bgr, detect=detect))
 
-    def _boxes(self, bgr: np.ndarray, detect: bool) -> list[Box]:
+    def face_boxes(self, bgr: np.ndarray, *, detect: bool = True) -> list[Box]:
+        """The faces' boxes in a decoded image, largest first (``detect=False``: the whole image)."""
         h, w = bgr.shape[:2]
         return self.detector.detect(bgr) if detect else [Box(0, 0, w, h)]
 
@@ -144,7 +145,7 @@ class EmotionRecognizer:
         face after it (see :func:`emolens.explain.explain_faces`)."""
         check_label(self.labels, label)
         if faces is None:
-            boxes = self._boxes(bgr, detect)[:max_faces]
+            boxes = self.face_boxes(bgr, detect=detect)[:max_faces]
             faces = self.classify_boxes(bgr, boxes)
         return explain_faces(self.classifier, bgr, faces, crop_margin=self.crop_margin, label=label, method=method,
                              align=self.align, max_faces=max_faces, deadline=deadline)
