@@ -785,3 +785,21 @@ def test_names_that_are_not_utf8_print_escaped(tmp_path):
     message.encode("utf-8")  # no surrogate left: any strict stream can print it
     assert message.startswith(f"{tmp_path}/a\\xe9\\xff\\n.jpg: cannot decode image")
     assert describe("caf\u00e9 \u5199\u771f.jpg") == "caf\u00e9 \u5199\u771f.jpg"  # real characters stay as they are
+
+
+def test_the_command_filters_the_decoders_lines_from_stderr_and_keeps_the_rest():
+    """What C libraries write to descriptor 2 passes a filter in the emolens command: libpng's, libjpeg's,
+    OpenCV's and FFmpeg's lines go, anything else (and Python's own stderr, untouched) stays, in order."""
+    code = (
+        "import os, sys\n"
+        "from emolens.quiet import filtered_stderr\n"
+        "with filtered_stderr():\n"
+        "    os.write(2, b'libpng error: IDAT: CRC error\\nCorrupt JPEG data: 2197 extraneous bytes before marker"
+        " 0xd9\\n[ERROR:0@2.849] global loadsave.cpp:1743 imencode\\n[ WARN:0@1.0] global cap.cpp\\n"
+        "[mpeg4 @ 0x55d0c0] ac-tex damaged at 3 4\\nPremature end of JPEG file\\nsomething else\\n')\n"
+        "    print('from python', file=sys.stderr)\n"
+        "print('after', file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    assert sorted(r.stderr.splitlines()[:2]) == ["from python", "something else"] and r.stderr.endswith("after\n")

@@ -1,10 +1,10 @@
 """``emolens`` command line: one thin verb per library call.
 
-    emolens predict PHOTO [PHOTO | FOLDER ...] [--json] [--annotate DIR] [--no-detect] [--detector NAME]
+    emolens predict PHOTO [PHOTO | FOLDER ...] [--json | --jsonl] [--annotate DIR] [--no-detect] [--detector NAME]
     emolens detectors
     emolens video IN.mp4 [--out OUT.mp4] [--csv FILE] [--plot FILE.png] [--every N] [--force]
     emolens webcam [--camera 0]
-    emolens explain IMAGE [IMAGE ...] [--out DIR] [--label L] [--method occlusion|rise|gradcam] [--force]
+    emolens explain IMAGE [IMAGE ...] [--out DIR] [--label L] [--method occlusion|rise|gradcam] [--json | --jsonl]
     emolens train --data PATH [--config FILE] [--model NAME] [--epochs N] [--out RUN]   ([train] extra)
     emolens evaluate MODEL --data PATH [--split val] [--detect] [--out DIR] [--force]   ([train] extra)
     emolens compare RUN_A RUN_B ... [--json]                                            ([train] extra)
@@ -12,6 +12,10 @@
     emolens export RUN [RUN ...] [--out model.onnx] [--int8]                            ([train] extra)
     emolens models
     emolens serve [--host 127.0.0.1] [--port 8000] [--concurrency N]                     ([serve] extra)
+
+Results are printed on stdout a picture at a time, as each is done; errors are one line each on stderr;
+a progress line goes to stderr on a terminal. Exit codes: 0 done, 1 some input failed, 2 usage error,
+130 interrupted (what was finished is printed).
 """
 
 from __future__ import annotations

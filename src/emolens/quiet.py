@@ -77,6 +77,11 @@ def _is_process_stderr() -> bool:
         return False
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
+
+
 def _pump(read_fd: int, out_fd: int) -> None:
     """Copy lines from ``read_fd`` to ``out_fd`` until end of file, leaving out the :data:`NOISE` lines."""
     rest = b""
@@ -89,10 +94,15 @@ def _pump(read_fd: int, out_fd: int) -> None:
             break
         *lines, rest = (rest + chunk).split(b"\n")
         kept = b"".join(line + b"\n" for line in lines if not NOISE.match(line))
-        if kept:
-            os.write(out_fd, kept)
+        try:
+            _write_all(out_fd, kept)
+        except OSError:  # the terminal or pipe behind stderr is gone: keep draining, so no writer blocks
+            pass
     if rest and not NOISE.match(rest):
-        os.write(out_fd, rest)
+        try:
+            _write_all(out_fd, rest)
+        except OSError:
+            pass
 
 
 @contextmanager
