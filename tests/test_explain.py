@@ -443,3 +443,19 @@ def test_explain_prints_each_picture_as_it_is_done_in_json_lines_with_a_face_cap
         assert ex["method"] == "occlusion" and ex["label"] == face["label"]
         assert all(Path(ex[k]).is_file() for k in ("crop", "overlay", "panel"))
     assert len(list(out.iterdir())) == 9
+
+
+def test_explain_shows_progress_on_a_terminal(photos_dir, tmp_path):
+    from terminal import run_with_terminal_stderr
+
+    crop = photos_dir / "aligned_crop_112.png"
+    inputs = []
+    for i in range(3):
+        inputs.append(tmp_path / f"c{i}.png")
+        inputs[-1].write_bytes(crop.read_bytes())
+    cmd = [sys.executable, "-m", "emolens", "explain", *map(str, inputs), "--no-detect", "--out", str(tmp_path / "o")]
+    code, out, seen = run_with_terminal_stderr(cmd, tmp_path)
+    assert code == 0 and out.count(" face 1: ") == 3
+    assert "picture 3/3 100%" in seen and "pictures/s" in seen and "ETA" in seen, seen
+    code, _, seen = run_with_terminal_stderr([*cmd, "--quiet", "--force"], tmp_path)
+    assert code == 0 and "pictures/s" not in seen
