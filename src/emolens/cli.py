@@ -884,7 +884,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
     p.add_argument("--max-faces", type=_positive_int, metavar="N",
                    help="explain only the N largest faces of a picture (default: every face; a map takes about "
-                        "half a second a face)")
+                        "0.7 s a face on one core)")
     output_flags(p)
     file_limit_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
@@ -1016,7 +1016,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most faces classified in one image, the largest (default: 100)")
     p.add_argument("--max-explain-faces", type=_positive_int, default=8, metavar="N",
                    help="most faces explained in one image with ?explain=true, the largest (default: 8; a map "
-                        "takes about half a second a face on one core)")
+                        "takes about 0.7 s a face on one core)")
     p.add_argument("--explain-concurrency", type=_positive_int, metavar="N",
                    help="explanation requests at a time, more get 429 (default: --concurrency - 1, at least 1, "
                         "so that ordinary requests always find a slot)")

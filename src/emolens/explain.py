@@ -337,7 +337,7 @@ def explain_faces(
     ``align``: a mode from :data:`emolens.align.ALIGN_MODES`, the crop cut as prediction cuts it.
     ``max_faces``: explain only the first this many faces. ``deadline`` (a :func:`time.monotonic` time):
     start no face after it, so the explanations of the faces before it are returned (a face takes about
-    half a second on one core)."""
+    0.7 s on one core)."""
     labels = classifier.labels
     check_label(labels, label)
     check_method(method)

@@ -75,7 +75,7 @@ class ServeConfig:
         max_batch: most images in one ``/v1/predict/batch`` request.
         max_faces: most faces classified in one image, the largest (``faces_found`` says how many there were).
         max_explain_faces: most faces explained in one image (``?explain=true``), the largest; a map costs
-            about half a second a face on one core, a classification a few milliseconds.
+            about 0.7 s a face on one core, a classification a few milliseconds.
         explain_concurrency: most explanation requests at a time; more get 429 with a Retry-After. Keep it
             below ``concurrency`` so ordinary requests always have a slot.
         explain_timeout: seconds after which no further face of an image is explained.
@@ -583,7 +583,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     async def predict_batch(request: Request, opts: dict[str, Any] = Depends(options)) -> dict[str, Any]:
         if opts["explain"]:
             raise ApiError(400, "explain_one_image", "?explain=true is for /v1/predict, one image at a time (a map "
-                                                     "takes about half a second a face)")
+                                                     "takes about 0.7 s a face on one core)")
         files = await read_images(request, many=True, max_files=config.max_batch)
 
         async def one(name: str, data: bytes) -> dict[str, Any]:
