@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
+from bad_inputs import corpus_files
 from emolens.cli import main
+from emolens.imageio import describe
+from terminal import run_with_terminal_stderr
 
 PORTRAIT = "portrait_obama3.jpg"
 CROP = "aligned_crop_112.png"
@@ -430,3 +436,181 @@ def test_unknown_detector_exit_2(capsys, photos_dir):
     code, _, err = run_main(capsys, "--detector", "bogus", photos_dir / CROP)
     assert code == 2
     assert "bogus" in err
+
+
+# ----------------------------------------------------------------------------- hardening (issue 20)
+def run_predict(*args: str | Path, cwd: Path, env: dict | None = None, timeout: float = 120
+                ) -> subprocess.CompletedProcess:
+    """`python -m emolens predict ARGS` in a real process (its stderr filter is on, as for a user)."""
+    return subprocess.run([sys.executable, "-m", "emolens", "predict", *map(str, args)], cwd=cwd,
+                          capture_output=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_the_bad_input_corpus_in_one_call_with_two_good_photos(tmp_path, photos_dir):
+    """Every kind of bad input at once (tests/bad_inputs.py: a named pipe, /dev/zero, a 631-byte JPEG claiming
+    9000x9000, a corrupt PNG, a name that is not UTF-8 ...) with two good photos, under a strict UTF-8 stdout:
+    both good results printed, one error line per bad file and nothing else on stderr (no traceback, no libpng
+    or libjpeg line), exit 1, in bounded time; the same in --jsonl."""
+    photo = (photos_dir / "portrait_obama.jpg").read_bytes()
+    bad = corpus_files(tmp_path / "bad", photo)
+    good = [photos_dir / "portrait_obama3.jpg", photos_dir / "group_six.jpg"]
+    inputs = [good[0], *bad, good[1]]
+    refused = [p for p in bad if "noisy_jpeg" not in p.name]  # that one decodes (libjpeg only warns)
+    names = {p: describe(p) for p in inputs}
+    for mode in ("table", "jsonl"):
+        t = time.perf_counter()
+        r = run_predict(*([] if mode == "table" else ["--jsonl"]), *inputs, cwd=tmp_path,
+                        env={"PYTHONIOENCODING": "utf-8"})
+        assert time.perf_counter() - t < 60
+        out, err = r.stdout.decode("utf-8"), r.stderr.decode("utf-8")
+        assert r.returncode == 1, err
+        lines = err.splitlines()
+        assert all(ln.startswith("emolens: error: ") for ln in lines), err  # nothing but our one-line errors
+        for p in refused:
+            assert sum(ln.startswith(f"emolens: error: {names[p]}: ") for ln in lines) == 1, (p, err)
+        assert len(lines) == len(refused)
+        if mode == "table":
+            rows = table_rows(out)
+            by_file = {p: [row for row in rows if row.startswith(names[p] + " ")] for p in inputs}
+            assert len(by_file[good[0]]) == 1 and by_file[good[0]][0].split()[len(names[good[0]].split())] == "1"
+            assert len(by_file[good[1]]) >= 5  # the group photo's faces, numbered rows
+            assert all(len(by_file[p]) == 1 and " ERROR " in by_file[p][0] for p in refused)
+            assert len(rows) == sum(map(len, by_file.values()))  # nothing else, and no error text in the table
+        else:
+            items = [json.loads(ln) for ln in out.splitlines()]
+            assert [i["file"] for i in items] == [names[p] for p in inputs]
+            assert len(items[0]["faces"]) == 1 and len(items[-1]["faces"]) >= 5
+            assert sum("error" in i for i in items) == len(refused)
+
+
+def test_a_name_that_is_not_utf8_prints_escaped_in_every_mode(tmp_path, photos_dir):
+    """A good photo named with the bytes e9 ff, under PYTHONIOENCODING=utf-8: a UnicodeEncodeError in the table
+    printer used to lose every result of the call. Now the name prints as a\\xe9\\xff.jpg everywhere."""
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/a\xe9\xff.jpg"))
+    shutil.copy(photos_dir / "portrait_obama3.jpg", odd)
+    other = photos_dir / "portrait_biden.jpg"
+    shown = f"{tmp_path}/a\\xe9\\xff.jpg"
+    for mode in ([], ["--json"], ["--jsonl"]):
+        r = run_predict(*mode, odd, other, cwd=tmp_path, env={"PYTHONIOENCODING": "utf-8"})
+        out = r.stdout.decode("utf-8")
+        assert r.returncode == 0 and r.stderr == b"", r.stderr
+        if not mode:
+            rows = table_rows(out)
+            assert rows[0].startswith(shown + " ") and rows[1].startswith(str(other) + " ")
+        else:
+            items = json.loads(out) if mode == ["--json"] else [json.loads(ln) for ln in out.splitlines()]
+            assert [i["file"] for i in items] == [shown, str(other)]
+            assert all(len(i["faces"]) == 1 for i in items)
+
+
+def test_json_and_jsonl_print_the_same_objects_and_json_is_exactly_to_json(capsys, photos_dir, bad_files):
+    from emolens import EmotionRecognizer
+    from emolens.output import to_json
+
+    inputs = [photos_dir / "portrait_obama3.jpg", bad_files[2], photos_dir / "group_six.jpg"]
+    code, out_json, _ = run_main(capsys, "--json", *inputs)
+    code_l, out_lines, _ = run_main(capsys, "--jsonl", *inputs)
+    assert code == code_l == 1
+    assert out_json == to_json(list(EmotionRecognizer().predict_files(inputs))) + "\n"
+    lines = out_lines.splitlines()
+    assert len(lines) == 3 and [json.loads(ln) for ln in lines] == json.loads(out_json)
+    with pytest.raises(SystemExit):  # one or the other
+        main(["predict", "--json", "--jsonl", str(inputs[0])])
+
+
+def start_predict(*args: str | Path, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "emolens", "predict", "--workers", "1", *map(str, args)],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=open(cwd / "stderr.txt", "w"), text=True)  # noqa: SIM115
+
+
+@pytest.mark.parametrize("mode", ["table", "json"])
+def test_results_arrive_as_each_picture_is_done_and_ctrl_c_keeps_them(tmp_path, photos_dir, mode):
+    """Rows (or objects) are printed picture by picture: the first arrives while the others are still being
+    worked on, and Ctrl-C then leaves every finished picture's result (--json: a closed, valid array)."""
+    import signal
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        shutil.copy(photos_dir / "group_six.jpg", folder / f"g{i:02d}.jpg")
+    proc = start_predict(*(["--json"] if mode == "json" else []), folder, cwd=tmp_path)
+    first = [proc.stdout.readline() for _ in range(3)]  # table: header, rule, first row; JSON: [, {, "file"
+    assert "g00.jpg" in first[-1] and proc.poll() is None  # printed before the run is over
+    proc.send_signal(signal.SIGINT)
+    out = "".join(first) + proc.stdout.read()  # (communicate() would skip what readline() has buffered)
+    assert proc.wait(timeout=60) == 130
+    err = (tmp_path / "stderr.txt").read_text()
+    assert "interrupted after" in err and "Traceback" not in err
+    if mode == "json":
+        items = json.loads(out)
+        assert 1 <= len(items) < 40 and all(len(i["faces"]) >= 5 for i in items)
+    else:
+        files = {row.split()[0] for row in table_rows(out)}
+        assert 1 <= len(files) < 40
+
+
+def test_an_annotated_copy_that_cannot_be_written_hides_no_face(capsys, tmp_path, photos_dir, monkeypatch):
+    """The disk is full: one error line on stderr, the faces still in the table (not behind ERROR), exit 1;
+    the JSON keeps the faces and says why in annotate_error."""
+    import emolens.recognizer
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(emolens.recognizer, "save_annotated", full_disk)
+    portrait = photos_dir / "portrait_obama3.jpg"
+    code, out, err = run_main(capsys, "--annotate", tmp_path / "ann", portrait)
+    assert code == 1
+    (row,) = table_rows(out)
+    assert "ERROR" not in row and row.split()[1] == "1" and "No space" not in out
+    assert err.splitlines() == [f"emolens: error: {portrait}: cannot write the annotated image to "
+                                f"{tmp_path / 'ann'} (No space left on device)"]
+    code, out, _ = run_main(capsys, "--json", "--annotate", tmp_path / "ann", portrait)
+    (item,) = json.loads(out)
+    assert code == 1 and len(item["faces"]) == 1 and "error" not in item
+    assert "No space left on device" in item["annotate_error"]
+
+
+def test_an_error_row_keeps_the_table_narrow(capsys, photos_dir, bad_files):
+    """An unreadable file's row says ERROR; its message is printed once, on stderr, not in a table column."""
+    code, out, err = run_main(capsys, bad_files[2], photos_dir / "portrait_obama3.jpg")
+    rows = table_rows(out)
+    message = error_lines(err)[0]
+    assert message[len("emolens: error: "):] not in out
+    assert len(rows[0]) < len(rows[1]) and rows[0].split()[1:] == ["-", "-", "ERROR", "-", "-"]
+
+
+def test_faces_are_numbered_in_the_annotated_image_as_in_the_table(photos_dir, monkeypatch):
+    import emolens.draw
+    from emolens import EmotionRecognizer
+    from emolens.draw import annotate
+
+    faces = EmotionRecognizer().predict(photos_dir / "group_six.jpg")
+    texts = []
+    real = emolens.draw.cv2.putText
+    monkeypatch.setattr(emolens.draw.cv2, "putText",
+                        lambda img, text, *a, **k: (texts.append(text), real(img, text, *a, **k)))
+    annotate(cv2.imread(str(photos_dir / "group_six.jpg")), faces)
+    assert texts == [f"{i} {f.label} {f.score:.0%}" for i, f in enumerate(faces, 1)] and len(texts) >= 5
+
+
+def test_progress_on_a_terminal_with_rate_and_eta_and_none_when_quiet_or_piped(tmp_path, photos_dir):
+    args = [photos_dir / "portrait_obama3.jpg", photos_dir / "portrait_biden.jpg", photos_dir / "group_six.jpg"]
+    for extra, shown in (([], True), (["--quiet"], False)):
+        code, out, seen = run_with_terminal_stderr([sys.executable, "-m", "emolens", "predict", *extra,
+                                                    *map(str, args)], tmp_path)
+        assert code == 0 and len(table_rows(out)) >= 7
+        assert ("picture 3/3 100%" in seen and "pictures/s" in seen and "ETA" in seen) == shown, seen
+    r = run_predict(*args, cwd=tmp_path)  # stderr a pipe, not a terminal: no progress line
+    assert r.returncode == 0 and r.stderr == b""
+
+
+def test_an_annotated_copy_too_wide_for_its_format_is_written_as_png_without_opencv_noise(tmp_path):
+    """WebP stops at 16383 pixels a side: OpenCV's imencode failed with an [ERROR:0@...] line on stderr and the
+    picture's faces were hidden behind ERROR. Now the copy is a PNG and stderr has only our own line."""
+    wide = tmp_path / "wide.webp"
+    wide.write_bytes(cv2.imencode(".png", np.full((20, 17000, 3), 120, np.uint8))[1].tobytes())
+    r = run_predict("--annotate", tmp_path / "ann", wide, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.decode().splitlines() == [f"annotated: {tmp_path / 'ann' / 'wide_emolens.png'}"]
+    assert cv2.imread(str(tmp_path / "ann" / "wide_emolens.png")).shape == (20, 17000, 3)

@@ -248,3 +248,17 @@ def test_wild_pictures_end_to_end_beats_haar_on_found_faces():
     assert n == haar.report["n"] == 6 * 12 + 11  # fear has 11 pictures
     assert learned.report["detection"]["found"] >= 0.97 * n
     assert learned.report["detection"]["found"] > haar.report["detection"]["found"]
+
+
+def test_evaluate_shows_progress_on_a_terminal_only(fer_root, tmp_path):
+    import sys
+
+    from terminal import run_with_terminal_stderr
+
+    cmd = [sys.executable, "-m", "emolens", "evaluate", "default", "--data", str(fer_root), "--split", "val",
+           "--limit-per-class", "3"]
+    code, out, seen = run_with_terminal_stderr([*cmd, "--out", str(tmp_path / "a")], tmp_path)
+    assert code == 0 and "accuracy" in out.lower()
+    assert "image 21/21 100%" in seen and "images/s" in seen and "ETA" in seen, seen
+    code, _, seen = run_with_terminal_stderr([*cmd, "--out", str(tmp_path / "b"), "--quiet"], tmp_path)
+    assert code == 0 and "images/s" not in seen

@@ -3,6 +3,7 @@ map points hurts the prediction more than occluding a random place), `emolens ex
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -198,10 +199,10 @@ def test_explain_command_label_never_overwrites_and_bad_input(photos_dir, tmp_pa
     assert main(["explain", portrait, "--out", str(out), "--label", "surprise"]) == 0
     assert written.read_bytes() == before
     capsys.readouterr()
-    written.write_bytes(b"the user's own edit")  # a different file under that name is never replaced
-    assert main(["explain", portrait, "--out", str(out), "--label", "surprise"]) == 2
+    written.write_bytes(b"the user's own edit")  # a different file under that name is never replaced:
+    assert main(["explain", portrait, "--out", str(out), "--label", "surprise"]) == 1  # that picture's error
     err = capsys.readouterr().err
-    assert "already exists" in err and "--force" in err and "Traceback" not in err
+    assert err.count("\n") == 1 and "already exists" in err and "--force" in err and "Traceback" not in err
     assert written.read_bytes() == b"the user's own edit"
     assert main(["explain", portrait, "--out", str(out), "--label", "surprise", "--force"]) == 0
     assert written.read_bytes() == before
@@ -246,7 +247,7 @@ def test_the_readme_workflow_label_and_method_into_the_same_folder(tmp_path, cap
     assert crop.read_bytes() == crop_bytes and crop.stat().st_mtime_ns == crop_mtime  # not rewritten
     # a different file under the crop's name is still never replaced, and nothing else is written
     crop.write_bytes(b"my own file")
-    assert main(["explain", obama, "--label", "angry", "--out", str(out)]) == 2
+    assert main(["explain", obama, "--label", "angry", "--out", str(out)]) == 1
     err = capsys.readouterr().err
     assert "obama-face1-crop.png already exists" in err and "Traceback" not in err
     assert crop.read_bytes() == b"my own file"
@@ -423,3 +424,38 @@ def test_rest_api_explain_label_method_and_panel(photos_dir, tmp_path):
             assert data["error"]["code"] == "invalid_parameter"
             assert all(w in data["error"]["message"] for w in words), data
     assert "Traceback" not in log.read_text()
+
+
+def test_explain_prints_each_picture_as_it_is_done_in_json_lines_with_a_face_cap(photos_dir, tmp_path, capsys):
+    """--jsonl: one object per picture (faces with their explanation files), an unreadable one in its place
+    with its error; --max-faces 2 explains the two largest faces of the group photo only."""
+    bad = tmp_path / "broken.jpg"
+    bad.write_text("not a jpeg")
+    out = tmp_path / "why"
+    code = main(["explain", str(photos_dir / "portrait_obama3.jpg"), str(bad), str(photos_dir / "group_six.jpg"),
+                 "--out", str(out), "--jsonl", "--max-faces", "2", "--threads", "2"])
+    captured = capsys.readouterr()
+    items = [json.loads(line) for line in captured.out.splitlines()]
+    assert code == 1 and [len(i["faces"]) for i in items] == [1, 0, 2]
+    assert items[1]["error"].startswith(f"{bad}: cannot decode image") and captured.err.count("\n") == 1
+    for face in items[0]["faces"] + items[2]["faces"]:
+        ex = face["explanation"]
+        assert ex["method"] == "occlusion" and ex["label"] == face["label"]
+        assert all(Path(ex[k]).is_file() for k in ("crop", "overlay", "panel"))
+    assert len(list(out.iterdir())) == 9
+
+
+def test_explain_shows_progress_on_a_terminal(photos_dir, tmp_path):
+    from terminal import run_with_terminal_stderr
+
+    crop = photos_dir / "aligned_crop_112.png"
+    inputs = []
+    for i in range(3):
+        inputs.append(tmp_path / f"c{i}.png")
+        inputs[-1].write_bytes(crop.read_bytes())
+    cmd = [sys.executable, "-m", "emolens", "explain", *map(str, inputs), "--no-detect", "--out", str(tmp_path / "o")]
+    code, out, seen = run_with_terminal_stderr(cmd, tmp_path)
+    assert code == 0 and out.count(" face 1: ") == 3
+    assert "picture 3/3 100%" in seen and "pictures/s" in seen and "ETA" in seen, seen
+    code, _, seen = run_with_terminal_stderr([*cmd, "--quiet", "--force"], tmp_path)
+    assert code == 0 and "pictures/s" not in seen

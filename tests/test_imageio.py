@@ -16,7 +16,16 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from emolens.imageio import DEFAULT_MAX_PIXELS, ImageError, exif_orientation, expand_inputs, header_size, load_image
+from bad_inputs import gif_claiming, jpeg_claiming, make_bmp, png_claiming
+from emolens.imageio import (
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    describe,
+    exif_orientation,
+    expand_inputs,
+    header_size,
+    load_image,
+)
 
 PORTRAIT = "portrait_obama3.jpg"
 
@@ -655,3 +664,142 @@ def test_expand_inputs(tmp_path):
 
 def test_expand_inputs_empty_folder(tmp_path):
     assert expand_inputs([tmp_path]) == []
+
+
+# ----------------------------------------------------------------------------- hardening (issue 20)
+def test_every_bmp_header_variant_decodes_to_its_pixels():
+    """BMP headers of 12 bytes (OS/2 1.x: 16-bit width and height; it used to be read as 32-bit, so a 64x64
+    file was refused as 6.6 trillion pixels, and OpenCV decodes it as gray unless asked for colour), 40, 52,
+    56, 64 (OS/2 2.x), 108 and 124 bytes, bottom-up and top-down (negative height): the exact pixels, as PIL
+    reads them too."""
+    img = np.zeros((64, 64, 3), np.uint8)
+    img[:, :32] = (0, 0, 255)
+    img[:20, 32:] = (255, 0, 0)
+    img[40, 7] = (1, 2, 3)
+    for header in (12, 40, 52, 56, 64, 108, 124):
+        for top_down in (False, True) if header != 12 else (False,):
+            data = make_bmp(img, header, top_down=top_down)
+            assert header_size(data) == (64, 64), (header, top_down)
+            assert np.array_equal(load_image(data), img), (header, top_down)
+            with Image.open(io.BytesIO(data)) as im:
+                assert np.array_equal(np.asarray(im.convert("RGB"))[..., ::-1], img), (header, top_down)
+
+
+def test_a_bmp_header_with_a_negative_width_is_refused():
+    data = bytearray(make_bmp(np.zeros((4, 4, 3), np.uint8)))
+    data[18:22] = struct.pack("<i", -4)
+    with pytest.raises(ImageError, match="invalid size -4x4"):
+        load_image(bytes(data))
+
+
+@pytest.mark.parametrize("make, w, h, kind", [
+    (jpeg_claiming, 9000, 9000, "JPEG"),  # the issue's 631-byte file: decoded to 578 MB before
+    (jpeg_claiming, 6000, 6600, "JPEG"),  # under the server's 40 MP cap: the server took it with 200
+    (png_claiming, 6000, 6000, "PNG"),
+    (gif_claiming, 6000, 6000, "GIF"),
+], ids=["jpeg-9000", "jpeg-6000x6600", "png", "gif"])
+def test_a_file_far_too_small_for_the_size_it_claims_is_refused_as_corrupt(make, w, h, kind):
+    data = make(w, h)
+    assert header_size(data) == (w, h) and len(data) < 1000
+    t = time.perf_counter()
+    with pytest.raises(ImageError, match=f"corrupt {kind} file: {len(data):,} bytes cannot hold the {w}x{h} image"):
+        load_image(data)
+    assert time.perf_counter() - t < 0.1
+
+
+def test_an_uncompressed_bmp_must_hold_every_row():
+    img = np.full((300, 301, 3), 77, np.uint8)
+    data = encode(".bmp", img)
+    assert np.array_equal(load_image(data), img)
+    with pytest.raises(ImageError, match="corrupt BMP file: [0-9,]+ bytes cannot hold the 301x300 image"):
+        load_image(data[:-2])  # short of the last row (its padding, 1 byte, is not counted)
+
+
+FLAT_FILES = {  # the flattest images each encoder makes, at its strongest compression: all must still load
+    "png-9": lambda img: encode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, 9]),
+    "jpeg-q1-progressive": lambda img: encode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, 1, cv2.IMWRITE_JPEG_PROGRESSIVE,
+                                                            1, cv2.IMWRITE_JPEG_OPTIMIZE, 1]),
+    "tiff-deflate": lambda img: encode(".tiff", img, [cv2.IMWRITE_TIFF_COMPRESSION, 8]),
+    "tiff-lzw": lambda img: encode(".tiff", img, [cv2.IMWRITE_TIFF_COMPRESSION, 5]),
+    "webp-lossless": lambda img: encode(".webp", img, [cv2.IMWRITE_WEBP_QUALITY, 101]),
+    "bmp": lambda img: encode(".bmp", img),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FLAT_FILES))
+@pytest.mark.parametrize("channels", [1, 3])
+def test_flat_images_at_the_strongest_compression_still_load(name, channels):
+    img = np.full((1500, 1500, channels) if channels == 3 else (1500, 1500), 200, np.uint8)
+    assert load_image(FLAT_FILES[name](img)).shape == (1500, 1500, 3)
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "P", "RGBA"])
+@pytest.mark.parametrize("fmt, options", [("PNG", {"optimize": True}), ("GIF", {}),
+                                          ("TIFF", {"compression": "packbits"}), ("TIFF", {"compression": "tiff_lzw"})],
+                         ids=["png", "gif", "tiff-packbits", "tiff-lzw"])
+def test_flat_pil_images_of_every_mode_still_load(mode, fmt, options):
+    """1-bit and palette PNGs pack 8 pixels a byte before deflate, so their floor is 8x lower: read from IHDR."""
+    buf = io.BytesIO()
+    Image.new(mode, (1500, 1500), 1 if mode in ("1", "P") else (200 if mode == "L" else (200, 200, 200, 255))).save(
+        buf, fmt, **options)
+    assert load_image(buf.getvalue()).shape == (1500, 1500, 3)
+
+
+def test_every_real_photo_passes_the_size_checks(photos_dir):
+    for p in sorted(photos_dir.iterdir()):
+        if p.suffix.lower() in (".jpg", ".png"):
+            assert_bgr8(load_image(p))
+
+
+def test_a_named_pipe_is_refused_at_once_not_waited_on(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    code = f"from emolens.imageio import load_image\ntry:\n    load_image({str(fifo)!r})\nexcept ValueError as e:\n" \
+           "    print(e)\n"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.stdout.strip() == f"{fifo}: is a named pipe, not an image file; only regular files are read"
+
+
+def test_a_device_and_a_file_over_the_size_cap_are_refused_before_reading(tmp_path):
+    with pytest.raises(ImageError, match="/dev/zero: is a character device, not an image file"):
+        load_image("/dev/zero")
+    big = tmp_path / "big.jpg"
+    with open(big, "wb") as f:
+        f.truncate(300 * 2**20)  # sparse: no disk used, and nothing is read
+    t = time.perf_counter()
+    with pytest.raises(ImageError, match=r"big.jpg: file is 300.0 MB, over the limit of 200.0 MB"):
+        load_image(big)
+    assert time.perf_counter() - t < 0.1
+    photo = tmp_path / "p.png"
+    photo.write_bytes(encode(".png", np.zeros((50, 50, 3), np.uint8)))
+    with pytest.raises(ImageError, match=r"p.png: file is 1\d\d bytes, over the limit of 105 bytes"):
+        load_image(photo, max_file_bytes=105)
+
+
+def test_names_that_are_not_utf8_print_escaped(tmp_path):
+    odd = Path(os.fsdecode(bytes(tmp_path) + b"/a\xe9\xff\n.jpg"))
+    odd.write_bytes(b"not an image")
+    with pytest.raises(ImageError) as ei:
+        load_image(odd)
+    message = str(ei.value)
+    message.encode("utf-8")  # no surrogate left: any strict stream can print it
+    assert message.startswith(f"{tmp_path}/a\\xe9\\xff\\n.jpg: cannot decode image")
+    assert describe("caf\u00e9 \u5199\u771f.jpg") == "caf\u00e9 \u5199\u771f.jpg"  # real characters stay as they are
+
+
+def test_the_command_filters_the_decoders_lines_from_stderr_and_keeps_the_rest():
+    """What C libraries write to descriptor 2 passes a filter in the emolens command: libpng's, libjpeg's,
+    OpenCV's and FFmpeg's lines go, anything else (and Python's own stderr, untouched) stays, in order."""
+    code = (
+        "import os, sys\n"
+        "from emolens.quiet import filtered_stderr\n"
+        "with filtered_stderr():\n"
+        "    os.write(2, b'libpng error: IDAT: CRC error\\nCorrupt JPEG data: 2197 extraneous bytes before marker"
+        " 0xd9\\n[ERROR:0@2.849] global loadsave.cpp:1743 imencode\\n[ WARN:0@1.0] global cap.cpp\\n"
+        "[mpeg4 @ 0x55d0c0] ac-tex damaged at 3 4\\nPremature end of JPEG file\\nsomething else\\n')\n"
+        "    print('from python', file=sys.stderr)\n"
+        "print('after', file=sys.stderr)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    assert sorted(r.stderr.splitlines()[:2]) == ["from python", "something else"] and r.stderr.endswith("after\n")

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
+from bad_inputs import corpus_bytes
 from emolens import EmotionRecognizer
 from emolens.server.launch import serve_subprocess
 
@@ -38,7 +39,8 @@ def server(tmp_path_factory):
 @pytest.fixture(scope="module")
 def strict(tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "strict.log"
-    args = ["--max-upload-mb", "0.25", "--max-pixels", "2000000", "--max-batch", "2", "--detector", "haar-fast"]
+    args = ["--max-upload-mb", "0.25", "--max-pixels", "2000000", "--max-batch", "2", "--detector", "haar-fast",
+            "--concurrency", "1", "--max-queue", "1"]
     with serve_subprocess(args, env={"EMOLENS_API_KEY": API_KEY}, log_path=log) as s:
         yield s
 
@@ -373,6 +375,9 @@ def test_long_thin_images_without_detection_are_fast_and_small(server):
     and a 1x1,000,000 one an HTTP 500 (OpenCV could not allocate 3 TB); both are answered quickly now."""
     import time
 
+    small = cv2.imencode(".png", np.full((1, 100), 128, np.uint8))[1].tobytes()
+    for query in ("detect=false", "annotate=true", ""):  # the server's first requests allocate its buffers:
+        call(server, "POST", f"/v1/predict?{query}", small, {"Content-Type": "image/png"})  # not measured
     for n in (8000, 1_000_000):
         png = cv2.imencode(".png", np.full((1, n), 128, np.uint8))[1].tobytes()
         assert len(png) < 2000
@@ -510,7 +515,13 @@ def test_cli_refuses_bad_numbers_in_one_line():
         assert r.returncode == 2 and "Traceback" not in r.stderr, (value, r.stderr)
         assert r.stderr.strip() == f"emolens: error: --max-upload-mb must be a positive number of MB, not " \
                                    f"{float(value):g}", r.stderr
-    for flag in ("--max-pixels", "--max-batch", "--concurrency", "--threads"):
+    for flag in ("--explain-timeout", "--queue-timeout"):
+        for value in ("nan", "0", "-1"):
+            r = run_cli("--port", "0", flag, value)
+            assert r.returncode == 2 and r.stderr.strip() == f"emolens: error: {flag} must be a positive number " \
+                                                            "of seconds", (flag, value, r.stderr)
+    for flag in ("--max-pixels", "--max-batch", "--concurrency", "--threads", "--max-faces", "--max-explain-faces",
+                 "--explain-concurrency", "--max-queue"):
         for value in ("0", "-3"):
             r = run_cli("--port", "0", flag, value)
             assert r.returncode == 2 and "Traceback" not in r.stderr
@@ -578,3 +589,124 @@ def test_every_accepted_format_is_size_checked_before_decoding(server):
         st, data, _ = call(server, "POST", "/v1/predict", blob, {"Content-Type": "application/octet-stream"})
         assert_error(st, data, 400, "invalid_image", "cannot decode", "PNG, JPEG, GIF, BMP, WebP or TIFF")
         assert time.perf_counter() - t < 2, ext  # before: 3 s / 13 s and 0.4 / 1.6 GB for 8000 x 8000
+
+
+# ----------------------------------------------------------------------------- hardening (issue 20)
+def test_the_bad_input_corpus_gets_only_4xx_each_quickly(server, obama):
+    """tests/bad_inputs.py's corpus as uploads: a 4xx with our JSON error for each (the 631-byte JPEG that
+    claims 9000x9000, and the one under the pixel cap that claims 6000x6600: 400 as corrupt), in bounded time;
+    the noisy JPEG, which decodes, a 200."""
+    import time
+
+    for key, data in corpus_bytes(obama).items():
+        t = time.perf_counter()
+        st, body, _ = call(server, "POST", "/v1/predict", data, {"Content-Type": "application/octet-stream"})
+        took = time.perf_counter() - t
+        assert took < 3, (key, took)
+        if key == "noisy_jpeg":
+            assert st == 200, body
+            continue
+        assert 400 <= st < 500 and set(body) == {"error"}, (key, st, body)
+        if key == "jpeg_claims_6000x6600":  # under the 40 MP cap: it was decoded and answered 200
+            assert_error(st, body, 400, "invalid_image", "corrupt JPEG file", "cannot hold")
+
+
+def crowd(photos_dir, copies: int = 3) -> bytes:
+    """The group photo tiled copies x copies: a picture of 6 x copies**2 faces."""
+    img = cv2.imread(str(photos_dir / "group_six.jpg"))
+    return cv2.imencode(".jpg", np.vstack([np.hstack([img] * copies)] * copies))[1].tobytes()
+
+
+def test_faces_are_capped_and_a_heavy_explanation_leaves_ordinary_requests_answered(server, photos_dir, obama):
+    """A photo of 54 faces with ?explain=true: only the 8 largest are explained and the answer comes in bounded
+    time (144 faces took 201 s and 36 MB before); a second explanation meanwhile gets 429 with a Retry-After at
+    once; ordinary requests sent meanwhile are all answered, each within a bound (one of the two slots stays
+    theirs); the server's memory is about where it was afterwards."""
+    import threading
+    import time
+
+    picture = crowd(photos_dir)
+    before = server_rss_mb(server)
+    heavy: dict = {}
+
+    def explain() -> None:
+        t = time.perf_counter()
+        heavy["answer"] = call(server, "POST", "/v1/predict?explain=true", picture, {"Content-Type": "image/jpeg"})
+        heavy["s"], heavy["end"] = time.perf_counter() - t, time.monotonic()
+
+    worker = threading.Thread(target=explain)
+    worker.start()
+    time.sleep(1.5)  # the explanation is under way
+    st, data, raw = call(server, "POST", "/v1/predict?explain=true", obama, {"Content-Type": "image/jpeg"})
+    assert_error(st, data, 429, "too_many_explanations", "retry in")
+    ordinary = []
+    for _ in range(6):
+        t = time.perf_counter()
+        st, data, _ = call(server, "POST", "/v1/predict", obama, {"Content-Type": "image/jpeg"})
+        ordinary.append((st, time.perf_counter() - t, time.monotonic(), len(data["faces"])))
+    worker.join(timeout=120)
+    st, data, raw = heavy["answer"]
+    assert st == 200, data
+    assert data["faces_found"] >= 50 and len(data["faces"]) == data["faces_found"]
+    assert data["faces_explained"] == 8 and sum("explanation" in f for f in data["faces"]) == 8
+    assert all("explanation" in f for f in data["faces"][:8])  # the largest ones
+    assert heavy["s"] < 60 and len(raw) < 5_000_000
+    assert all(st == 200 and n == 1 and took < 5 for st, took, _, n in ordinary), ordinary
+    assert any(end < heavy["end"] for _, _, end, _ in ordinary)  # answered while the explanation was running
+    assert server_rss_mb(server) - before < 150  # measured +19 MB after 13 explanations of 144 faces
+
+
+def test_a_busy_server_answers_503_with_retry_after_instead_of_queueing_without_end(strict, photos_dir):
+    """One slot and a queue of one (the strict server): while an explanation holds the slot, one more request
+    waits and the next are turned away at once with 503 and a Retry-After."""
+    import threading
+    import time
+
+    key = {"X-API-Key": API_KEY, "Content-Type": "image/jpeg"}
+    img = cv2.resize(cv2.imread(str(photos_dir / "portrait_obama.jpg")), (455, 568))
+    small = cv2.imencode(".jpg", img)[1].tobytes()
+    _, m, _ = call(strict, "GET", "/v1/model", None, key)
+    assert m["limits"]["concurrency"] == 1 and m["limits"]["max_queue"] == 1 and m["limits"]["max_faces"] == 100
+    answers = []
+    slow = "/v1/predict?explain=true&detect=false&method=rise"  # RISE: about 1.4 s a face on one thread
+    holder = threading.Thread(target=lambda: answers.append(call(strict, "POST", slow, small, key)))
+    holder.start()
+    time.sleep(0.3)
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(lambda _: call(strict, "POST", "/v1/predict", small, key), range(4)))
+    holder.join(timeout=60)
+    statuses = sorted(st for st, _, _ in results)
+    assert answers[0][0] == 200 and statuses.count(200) >= 1 and statuses.count(503) >= 2, statuses
+    for st, data, _ in results:
+        if st == 503:
+            assert_error(st, data, 503, "busy", "retry in")
+
+
+def test_serve_on_port_0_prints_the_port_bound_and_warns_off_loopback_without_a_key(tmp_path):
+    """`--port 0` printed port 0; now the port the system gave, which answers. Any address but loopback
+    without an API key: a warning that anyone on the network can call it (with a key: no warning)."""
+    import os
+    import re
+    import time
+    import urllib.request
+
+    for env, warned in (({}, True), ({"EMOLENS_API_KEY": "k"}, False)):
+        log = tmp_path / f"serve{len(env)}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "emolens", "serve", "--host", "0.0.0.0", "--port", "0",
+                                     "--concurrency", "1"], stdout=out, stderr=subprocess.STDOUT,
+                                    env={**os.environ, **env})
+        try:
+            deadline = time.monotonic() + 90
+            while "serving" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.2)
+            text = log.read_text()
+            port = int(re.search(r"serving \S+ on http://0\.0\.0\.0:(\d+) ", text).group(1))
+            assert port > 0
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=30) as r:
+                assert json.load(r)["status"] == "ok"
+            assert ("warning: listening on 0.0.0.0 without an API key: anyone who can reach this machine on the "
+                    "network can call the API" in text) == warned, text
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)

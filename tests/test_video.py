@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -315,13 +316,37 @@ def test_corrupt_video_error_in_a_real_process_is_one_clean_line(tmp_path):
                                              "can read, or the file is corrupt"], r.stderr
 
 
+def test_a_video_whose_frames_stop_early_says_so_and_exits_1(clip, tmp_path):
+    """Zeros over the middle of a 30-frame clip: OpenCV stops reading part way and used to end silently, exit 0.
+    Now: how many frames were read of how many the file claims, one error line, exit 1, and a CSV of the
+    frames read. A named pipe is refused at once (FFmpeg would wait for a writer)."""
+    data = bytearray(clip.read_bytes())
+    data[len(data) // 3 : 2 * len(data) // 3] = bytes(len(data) // 3)
+    bad = tmp_path / "corrupt.avi"
+    bad.write_bytes(bytes(data))
+    table = tmp_path / "e.csv"
+    r = subprocess.run([sys.executable, "-m", "emolens", "video", str(bad), "--csv", str(table), "--quiet"],
+                       capture_output=True, text=True, timeout=120)
+    read = int(r.stdout.split(" of 30 frames read")[0].rsplit(" ", 1)[-1])
+    assert r.returncode == 1 and 0 < read < 29, r.stdout
+    assert r.stderr.splitlines() == [f"emolens: error: {bad}: the frames stopped after {read} of the 30 the file "
+                                     f"claims (a corrupt or truncated video?); the outputs cover those {read}"]
+    frames = {int(row["frame"]) for row in read_csv(table)}
+    assert 0 in frames and max(frames) == read - 1
+    pipe = tmp_path / "pipe.avi"
+    os.mkfifo(pipe)
+    r = subprocess.run([sys.executable, "-m", "emolens", "video", str(pipe), "--csv", str(tmp_path / "p.csv")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "is not a regular file" in r.stderr
+
+
 # ----------------------------------------------------------------------------- emolens video
 def test_cli_video_writes_video_csv_and_plot(clip, tmp_path, capsys, rec):
     out, table, plot = tmp_path / "annotated.mp4", tmp_path / "emotions.csv", tmp_path / "emotions.png"
     code = main(["video", str(clip), "--out", str(out), "--csv", str(table), "--plot", str(plot), "--threads", "1"])
     stdout, err = capsys.readouterr()
     assert code == 0, err
-    assert f"wrote {out}" in stdout and "30 frames read" in stdout
+    assert f"wrote {out}" in stdout and "30 of 30 frames read" in stdout
     assert count_frames(out) == (30, (240, 320))
     rows = read_csv(table)
     with open(table, newline="") as f:
@@ -387,7 +412,7 @@ def test_ctrl_c_leaves_playable_video_and_complete_csv(clip, tmp_path, capsys, m
     code = main(["video", str(clip), "--out", str(out), "--csv", str(table), "--plot", str(plot), "--quiet"])
     assert code == 130
     stdout, err = capsys.readouterr()
-    assert "13 frames read, 12 recognised" in stdout  # frame 12 was read, its recognition was cut short
+    assert "13 of 30 frames read, 12 recognised" in stdout  # frame 12 was read, its recognition was cut short
     assert "interrupted after 13 frames read (12 recognised)" in err
     assert count_frames(out) == (12, (240, 320))
     assert [r["frame"] for r in read_csv(table)] == [str(i) for i in range(12)]
@@ -408,7 +433,7 @@ def test_ctrl_c_after_recognition_never_counts_more_recognised_than_read(clip, t
     out, table = tmp_path / "part.avi", tmp_path / "part.csv"
     assert main(["video", str(clip), "--out", str(out), "--csv", str(table), "--quiet"]) == 130
     stdout, err = capsys.readouterr()
-    assert "13 frames read, 13 recognised" in stdout and "interrupted after 13 frames read" in err
+    assert "13 of 30 frames read, 13 recognised" in stdout and "interrupted after 13 frames read" in err
     assert count_frames(out)[0] == 12 and len(read_csv(table)) == 13
 
 

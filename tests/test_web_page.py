@@ -72,7 +72,8 @@ def test_upload_shows_boxes_and_bar_chart(browser_context, photos_dir, tmp_path)
         page.goto(server.url + "/")
         page.wait_for_selector("#model-info dd")  # the model card was loaded from /v1/model
         assert page.inner_text("#model-chip") == "emolens-fer-vgg-s"
-        assert "Val. accuracy" in page.inner_text("#model-info")
+        info = page.inner_text("#model-info")
+        assert "Accuracy (val)" in info and "Macro F1 (val)" in info and "ECE (val)\n0.018" in info, info
 
         page.set_input_files("#file-input", str(photos_dir / "group_six.jpg"))
         page.wait_for_selector(".face-box", timeout=60_000)
@@ -129,6 +130,9 @@ def test_upload_shows_boxes_and_bar_chart(browser_context, photos_dir, tmp_path)
         page.set_input_files("#file-input", str(bad))
         page.wait_for_selector("#error:not([hidden])")
         assert "cannot decode" in page.inner_text("#error")
+        # the error only: no (broken) photo, no boxes, no "No face found" for a picture that was not read
+        assert page.locator("#photo").is_hidden() and page.locator(".face-box").count() == 0
+        assert "No face found" not in page.inner_text("#faces") and page.locator("#dropzone").is_visible()
         page.close()
     assert not [e for e in errors if "400" not in e], errors  # the only console error: the bad upload's 400
     assert all(u.startswith((server.url, "data:", "blob:")) for u in requests), requests  # nothing from outside

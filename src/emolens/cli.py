@@ -1,25 +1,32 @@
 """``emolens`` command line: one thin verb per library call.
 
-    emolens predict PHOTO [PHOTO | FOLDER ...] [--json] [--annotate DIR] [--no-detect] [--detector NAME]
+    emolens predict PHOTO [PHOTO | FOLDER ...] [--json | --jsonl] [--annotate DIR] [--no-detect] [--detector NAME]
     emolens detectors
     emolens video IN.mp4 [--out OUT.mp4] [--csv FILE] [--plot FILE.png] [--every N] [--force]
     emolens webcam [--camera 0]
-    emolens explain IMAGE [IMAGE ...] [--out DIR] [--label L] [--method occlusion|rise|gradcam] [--force]
+    emolens explain IMAGE [IMAGE ...] [--out DIR] [--label L] [--method occlusion|rise|gradcam] [--json | --jsonl]
     emolens train --data PATH [--config FILE] [--model NAME] [--epochs N] [--out RUN]   ([train] extra)
     emolens evaluate MODEL --data PATH [--split val] [--detect] [--out DIR] [--force]   ([train] extra)
     emolens compare RUN_A RUN_B ... [--json]                                            ([train] extra)
     emolens calibrate MODEL --data PATH [--split val] [--out OUT.onnx]                  ([train] extra)
     emolens export RUN [RUN ...] [--out model.onnx] [--int8]                            ([train] extra)
-    emolens models                                                                      ([train] extra)
+    emolens models
     emolens serve [--host 127.0.0.1] [--port 8000] [--concurrency N]                     ([serve] extra)
+
+Results are printed on stdout a picture at a time, as each is done; errors are one line each on stderr;
+a progress line goes to stderr on a terminal. Exit codes: 0 done, 1 some input failed, 2 usage error,
+130 interrupted (what was finished is printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -47,17 +54,19 @@ def _need_training():
 # ----------------------------------------------------------------------------- predict
 def cmd_predict(args: argparse.Namespace) -> int:
     from .classify import ModelError
-    from .imageio import expand_inputs
-    from .output import format_table, to_json
+    from .imageio import describe, expand_inputs
     from .progress import Progress
     from .recognizer import EmotionRecognizer
 
+    files = expand_inputs(list(args.inputs))
+    if not files:
+        raise CLIError("no image files found in the given folder(s)")
     # several pictures: one worker per core, each model on one thread (2.5x the pictures/s on 2 cores)
     workers = args.workers or (1 if args.threads else (os.cpu_count() or 1))
     threads = args.threads or (1 if workers > 1 else None)
     try:
         rec = EmotionRecognizer(args.model, detector=args.detector, threads=threads, tta=not args.no_tta,
-                                align=_align_of(args))
+                                align=_align_of(args), max_file_bytes=_max_file_bytes(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     annotate_dir = args.annotate
@@ -68,26 +77,67 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise CLIError(f"--annotate {annotate_dir}: exists and is not a folder") from None
         except OSError as e:
             raise CLIError(f"--annotate {annotate_dir}: cannot create the folder ({e.strerror or e})") from None
-    files = expand_inputs(list(args.inputs))
+    writer = _result_writer(args, [describe(f) for f in files], rec.labels)
     bar = Progress(len(files), unit="picture", rate_unit="pictures/s", terminal_only=True,
                    enabled=not args.quiet and len(files) > 1)
-    results = []
-    for r in rec.predict_files(files, detect=not args.no_detect, annotate_dir=annotate_dir, workers=workers,
-                               draw_landmarks=not args.no_landmarks):
-        results.append(r)
-        bar.update(len(results))
-        if r.error:
-            print(f"emolens: error: {r.error}", file=sys.stderr)
-    if len(results) > 1 or bar.n:
+    failed = done = 0
+    try:
+        for r in rec.predict_files(files, detect=not args.no_detect, annotate_dir=annotate_dir, workers=workers,
+                                   draw_landmarks=not args.no_landmarks):
+            bar.clear()
+            with _whole():
+                writer.write(r)  # printed (and flushed) as soon as it is done: an interrupted run keeps it
+                done += 1
+            for problem in (r.error, r.annotate_error):
+                if problem:
+                    print(f"emolens: error: {problem}", file=sys.stderr)
+            failed += bool(r.error or r.annotate_error)
+            if r.annotated is not None and not (args.json or args.jsonl):
+                print(f"annotated: {describe(r.annotated)}", file=sys.stderr)
+            bar.update(done)
+    except KeyboardInterrupt:
+        bar.clear()
+        writer.close()  # --json: the array is closed, still valid JSON
+        print(f"emolens: interrupted after {done} of {len(files)} pictures; their results are above",
+              file=sys.stderr)
+        return 130
+    if bar.n:
         bar.close()
-    if not results:
-        raise CLIError("no image files found in the given folder(s)")
-    print(to_json(results) if args.json else format_table(results))
-    if annotate_dir is not None and not args.json:
-        for r in results:
-            if r.annotated:
-                print(f"annotated: {r.annotated}", file=sys.stderr)
-    return 1 if any(not r.ok for r in results) else 0
+    writer.close()
+    return 1 if failed else 0
+
+
+@contextlib.contextmanager
+def _whole():
+    """Ctrl-C waits until the block is over: a picture's rows or JSON object are printed whole or not at all."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
+
+
+def _result_writer(args: argparse.Namespace, names: list[str], labels: list[str]):
+    from .output import JsonWriter, TableWriter
+
+    if args.json or args.jsonl:
+        return JsonWriter(sys.stdout, lines=args.jsonl)
+    return TableWriter(sys.stdout, names, labels)
+
+
+def _max_file_bytes(args: argparse.Namespace) -> int:
+    import math
+
+    mb = args.max_file_mb
+    if not (math.isfinite(mb) and mb > 0):
+        raise CLIError(f"--max-file-mb must be a positive number of MB, not {mb:g}")
+    return max(1, int(mb * 1024 * 1024))
 
 
 def _align_of(args: argparse.Namespace) -> str:
@@ -223,12 +273,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else (run / f"eval-{args.split}" if run is not None else None)
     if out is not None and existing_outputs(out) and not args.force:  # fail before the slow part
         raise CLIError(f"{out} already holds a report; pass --force to replace it, or give another --out")
+    from .progress import Progress
+
+    bar: Progress | None = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = Progress(total, unit="image", rate_unit="images/s", terminal_only=True, enabled=not args.quiet)
+        bar.update(done)
+
+    def log(message: str) -> None:
+        if bar is not None:
+            bar.clear()
+        print(message, file=sys.stderr)
+
     try:
         ev = evaluate_model(args.model, args.data, args.split, limit_per_class=args.limit_per_class,
-                            log=lambda m: print(m, file=sys.stderr), detect=args.detect, detector=args.detector,
-                            align=_align_of(args), skip_unknown=args.skip_unknown)
+                            log=log, detect=args.detect, detector=args.detector,
+                            align=_align_of(args), skip_unknown=args.skip_unknown, progress=progress)
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
+    finally:
+        if bar is not None:
+            bar.close()
     print(format_report(ev.report))
     if out is not None:
         try:
@@ -426,21 +494,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    _need_training()
-    from .training.zoo import count_params, create_model, list_models
+    import importlib.util
+
+    from .training.catalog import ARCHITECTURES
 
     print(f"{'name':<13} {'input':>5} {'channels':<9} {'params':>11}  description")
-    problems: set[str] = set()
-    for spec in list_models():
-        try:
-            n = f"{count_params(create_model(spec.name)):,}"
-        except ValueError as e:  # e.g. a torchvision that does not load: the model cannot be built here
-            n = "n/a"
-            problems.add(str(e))
-        chans = "1 (gray)" if spec.channels == 1 else "3 (rgb)"
-        print(f"{spec.name:<13} {spec.input_size:>5} {chans:<9} {n:>11}  {spec.description}")
-    for msg in sorted(problems):
-        print(f"emolens: note: {msg}", file=sys.stderr)
+    for a in ARCHITECTURES:  # stored facts: nothing is built, torch is not imported
+        chans = "1 (gray)" if a.channels == 1 else "3 (rgb)"
+        print(f"{a.name:<13} {a.input_size:>5} {chans:<9} {a.params:>11,}  {a.description}")
+    if importlib.util.find_spec("torch") is None:
+        print(f"emolens: note: {TRAIN_EXTRA_HINT.replace('this command needs', 'training them needs')}",
+              file=sys.stderr)
     return 0
 
 
@@ -473,6 +537,7 @@ def _stream_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_video(args: argparse.Namespace) -> int:
+    from .imageio import describe
     from .video import VideoError, check_outputs, process_video
 
     if args.out is None and args.csv is None and args.plot is None:
@@ -485,15 +550,20 @@ def cmd_video(args: argparse.Namespace) -> int:
                           every=args.every, force=args.force, progress=not args.quiet, bars=not args.no_bars, **opts)
     except VideoError as e:
         raise CLIError(str(e)) from None
-    print(f"{s.source}: {s.frames} frames read, {s.processed} recognised, {s.rows} face rows, "
+    of = f" of {s.expected}" if s.expected is not None else ""
+    print(f"{s.source}: {s.frames}{of} frames read, {s.processed} recognised, {s.rows} face rows, "
           f"{s.face_ids} face id(s), {s.fps:.1f} fps")
     for path in s.outputs:
-        print(f"wrote {path}")
+        print(f"wrote {describe(path)}")
     if s.interrupted:
         print(f"emolens: interrupted after {s.frames} frames read ({s.processed} recognised); "
               "the outputs above are complete up to there", file=sys.stderr)
         return 130
-    return 0
+    if s.missing:
+        print(f"emolens: {'error' if s.stopped_early else 'warning'}: {s.source}: the frames stopped after "
+              f"{s.frames} of the {s.expected} the file claims (a corrupt or truncated video?); the outputs cover "
+              f"those {s.frames}", file=sys.stderr)
+    return 1 if s.stopped_early else 0
 
 
 def cmd_webcam(args: argparse.Namespace) -> int:
@@ -512,13 +582,14 @@ def cmd_webcam(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- explain
 def cmd_explain(args: argparse.Namespace) -> int:
     from .classify import ModelError
-    from .explain import output_files, write_files
-    from .imageio import ImageError, expand_inputs, load_image
+    from .imageio import describe, expand_inputs
+    from .output import JsonWriter
+    from .progress import Progress
     from .recognizer import EmotionRecognizer
 
     try:
         rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta,
-                                align=_align_of(args))
+                                align=_align_of(args), max_file_bytes=_max_file_bytes(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     if args.label is not None and args.label not in rec.labels:
@@ -544,32 +615,84 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out}: exists and is not a folder")
-    files, rows, failed = [], [], 0
     paths = expand_inputs(args.inputs)
     if not paths:
         raise CLIError("no image files found in the given folder(s)")
-    for path in paths:
-        try:
-            bgr = load_image(path, max_pixels=rec.max_pixels)
-        except ImageError as e:
-            print(f"emolens: error: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        explanations = rec.explain_bgr(bgr, label=args.label, detect=not args.no_detect, method=method)
-        if not explanations:
-            print(f"{path}: no face found", file=sys.stderr)
-        planned = output_files(explanations, path, out)
-        files += planned
-        rows += [(path, i, ex, planned[3 * i - 1][0]) for i, ex in enumerate(explanations, 1)]
+    stems: dict[str, Path] = {}
+    for path in paths:  # output names come from the file name: two inputs must not share one
+        other = stems.setdefault(path.stem, path)
+        if other != path:
+            raise CLIError(f"{describe(other)} and {describe(path)} have the same file name and would write the "
+                           "same files; explain them apart (another --out)")
+    json_out = args.json or args.jsonl
+    writer = JsonWriter(sys.stdout, lines=args.jsonl) if json_out else None
+    bar = Progress(len(paths), unit="picture", rate_unit="pictures/s", terminal_only=True,
+                   enabled=not args.quiet and len(paths) > 1)
+    failed = done = 0
     try:
-        write_files(files, force=args.force)
+        for path in paths:
+            bar.update(done)
+            name = describe(path)
+            item, error = _explain_one(rec, path, out, args, method)
+            bar.clear()
+            if error:
+                print(f"emolens: error: {error}", file=sys.stderr)
+                failed += 1
+            elif not item["faces"]:
+                print(f"{name}: no face found", file=sys.stderr)
+            with _whole():
+                if writer is not None:
+                    writer.write(item)
+                else:
+                    for i, face in enumerate(item["faces"], 1):
+                        ex = face["explanation"]
+                        print(f"{name} face {i}: {face['label']} {face['score']:.0%}, map of {ex['label']} "
+                              f"({ex['method']}) -> {ex['panel']}", flush=True)
+                done += 1
+    except KeyboardInterrupt:
+        bar.clear()
+        if writer is not None:
+            writer.close()
+        print(f"emolens: interrupted after {done} of {len(paths)} pictures; their files are written",
+              file=sys.stderr)
+        return 130
+    if bar.n:
+        bar.update(done)
+        bar.close()
+    if writer is not None:
+        writer.close()
+    return 1 if failed else 0
+
+
+def _explain_one(rec, path: Path, out: Path, args: argparse.Namespace, method) -> tuple[dict, str | None]:
+    """Explain one picture and write its files: (its JSON object, the error that stopped it or ``None``)."""
+    from .explain import output_files, write_files
+    from .imageio import ImageError, describe
+
+    name = describe(path)
+    item: dict = {"file": name, "faces": []}
+    try:
+        bgr = rec.load(path)
+    except ImageError as e:
+        item["error"] = str(e)
+        return item, str(e)
+    explanations = rec.explain_bgr(bgr, label=args.label, detect=not args.no_detect, method=method,
+                                   max_faces=args.max_faces)
+    planned = output_files(explanations, path, out)
+    try:
+        write_files(planned, force=args.force)  # this picture's files: all or none
     except FileExistsError as e:
-        raise CLIError(str(e)) from None
+        item["error"] = f"{name}: {e}"
+        return item, item["error"]
     except OSError as e:
         raise CLIError(f"--out {out}: cannot write ({e.strerror or e})") from None
-    for path, i, ex, panel in rows:
-        print(f"{path} face {i}: {ex.face.label} {ex.face.score:.0%}, map of {ex.label} ({ex.method}) -> {panel}")
-    return 1 if failed else 0
+    for i, ex in enumerate(explanations):
+        crop, overlay, panel = (describe(p) for p, _ in planned[3 * i : 3 * i + 3])
+        face = ex.face.to_dict()
+        face["explanation"] = {"label": ex.label, "method": ex.method, "crop": crop, "overlay": overlay,
+                               "panel": panel}
+        item["faces"].append(face)
+    return item, None
 
 
 # ----------------------------------------------------------------------------- serve
@@ -577,8 +700,8 @@ SERVE_EXTRA_HINT = "this command needs the serving extra: pip install 'emolens[s
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import ipaddress
     import math
-    import socket
 
     try:
         import uvicorn
@@ -601,29 +724,54 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CLIError(f"--port must be 0..65535, not {args.port}")
     if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb * 1024 * 1024 >= 1):
         raise CLIError(f"--max-upload-mb must be a positive number of MB, not {args.max_upload_mb:g}")
-    try:  # a clear error before loading the model, instead of uvicorn's log line and exit
-        family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-        with socket.socket(family, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((args.host, args.port))
-    except OSError as e:
-        raise CLIError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e})") from None
+    for name in ("explain_timeout", "queue_timeout"):
+        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
+            raise CLIError(f"--{name.replace('_', '-')} must be a positive number of seconds")
     config = ServeConfig(model=args.model, detector=args.detector, threads=args.threads,
                          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                         max_pixels=args.max_pixels, max_batch=args.max_batch, api_key=api_key)
+                         max_pixels=args.max_pixels, max_batch=args.max_batch, max_faces=args.max_faces,
+                         max_explain_faces=args.max_explain_faces, explain_concurrency=args.explain_concurrency,
+                         explain_timeout=args.explain_timeout, max_queue=args.max_queue,
+                         queue_timeout=args.queue_timeout, api_key=api_key)
     if args.concurrency:
         config.concurrency = args.concurrency
+    sock = _listening_socket(args.host, args.port)  # a clear error before loading the model
     try:
         app = create_app(config)
     except (ModelError, ValueError, FileNotFoundError) as e:
+        sock.close()
         raise CLIError(str(e)) from None
     svc = app.state.service
-    where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}"
+    address, port = sock.getsockname()[:2]  # the port bound: --port 0 asks the system for a free one
+    where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{port}"
     print(f"emolens: serving {svc.model_id} on {where}  (web page {where}/, API docs {where}/docs"
           f"{', API key required' if api_key else ''})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log,
-                server_header=False)
+    if not api_key and not ipaddress.ip_address(address.split("%")[0]).is_loopback:
+        print(f"emolens: warning: listening on {args.host} without an API key: anyone who can reach this machine "
+              f"on the network can call the API; set {API_KEY_ENV} or --api-key-file, or serve on 127.0.0.1",
+              file=sys.stderr, flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log,
+                                           server_header=False))
+    server.run(sockets=[sock])
     return 0
+
+
+def _listening_socket(host: str, port: int):
+    """A TCP socket bound to ``host``:``port`` for uvicorn to listen on (CLIError when it cannot be bound)."""
+    import socket
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        raise CLIError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        raise CLIError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
+    return sock
 
 
 # ----------------------------------------------------------------------------- parser
@@ -641,6 +789,25 @@ def detector_flags(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--no-align", action="store_true", help="the same as --align none")
 
 
+def output_flags(p: argparse.ArgumentParser) -> None:
+    """--json and --jsonl: what is printed on stdout, a picture at a time (default: a table)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--json", action="store_true",
+                   help="print one JSON array with an object per picture instead of a table (each object as soon "
+                        "as its picture is done; the closing ] at the end)")
+    g.add_argument("--jsonl", action="store_true",
+                   help="print JSON lines: one compact object per picture and line, as soon as it is done")
+
+
+def file_limit_flag(p: argparse.ArgumentParser) -> None:
+    from .imageio import DEFAULT_MAX_FILE_BYTES
+
+    default = DEFAULT_MAX_FILE_BYTES / 2**20
+    p.add_argument("--max-file-mb", type=float, default=default, metavar="MB",
+                   help=f"largest image file read, checked before reading it (default: {default:g}); "
+                        "only regular files are read")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="emolens", description="Facial emotion recognition: find faces, classify their emotions."
@@ -651,7 +818,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="find faces in images and classify their emotions")
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
-    p.add_argument("--json", action="store_true", help="print JSON (one object per image) instead of a table")
+    output_flags(p)
     p.add_argument("--annotate", metavar="OUT_DIR", help="write annotated copies of the images into this folder")
     p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
@@ -663,6 +830,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
     p.add_argument("--no-landmarks", action="store_true", help="no landmark dots in the --annotate images")
+    file_limit_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_predict)
 
@@ -714,6 +882,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
+    p.add_argument("--max-faces", type=_positive_int, metavar="N",
+                   help="explain only the N largest faces of a picture (default: every face; a map takes about "
+                        "0.7 s a face on one core)")
+    output_flags(p)
+    file_limit_flag(p)
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("train", help="train a model on FER2013 CSV or image folders ([train] extra)")
@@ -784,6 +958,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out images of classes the model does not have (else they are an error)")
     p.add_argument("--out", help="folder for report.json, report.md and the PNGs (default for a run: RUN/eval-SPLIT)")
     p.add_argument("--force", action="store_true", help="replace an existing report")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr (shown on a terminal)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("compare", help="several runs' evaluation metrics side by side ([train] extra)")
@@ -821,13 +996,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit-per-class", type=int, help="use only N images per class")
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("models", help="list the trainable architectures ([train] extra)")
+    p = sub.add_parser("models", help="list the trainable architectures (training them: [train] extra)")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("serve", help="REST API + web page on one server ([serve] extra)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 = every interface)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: a free one, printed)")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help=f"face detector of requests without ?detector= (default: {DEFAULT_DETECTOR}; every "
@@ -839,6 +1014,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pixels", type=_positive_int, default=40_000_000,
                    help="largest image in pixels, checked before decoding (default: 40,000,000)")
     p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per batch request (default: 16)")
+    p.add_argument("--max-faces", type=_positive_int, default=100, metavar="N",
+                   help="most faces classified in one image, the largest (default: 100)")
+    p.add_argument("--max-explain-faces", type=_positive_int, default=8, metavar="N",
+                   help="most faces explained in one image with ?explain=true, the largest (default: 8; a map "
+                        "takes about 0.7 s a face on one core)")
+    p.add_argument("--explain-concurrency", type=_positive_int, metavar="N",
+                   help="explanation requests at a time, more get 429 (default: --concurrency - 1, at least 1, "
+                        "so that ordinary requests always find a slot)")
+    p.add_argument("--explain-timeout", type=float, default=20.0, metavar="SECONDS",
+                   help="no face of an image is explained after this (default: 20)")
+    p.add_argument("--max-queue", type=_positive_int, default=32, metavar="N",
+                   help="images waiting for a slot; more get 503 with a Retry-After (default: 32)")
+    p.add_argument("--queue-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="longest wait for a slot before 503 with a Retry-After (default: 30)")
     p.add_argument("--api-key-file", metavar="FILE",
                    help="require the key in this file in the X-API-Key header (or set EMOLENS_API_KEY)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -857,11 +1046,28 @@ def _drop_stdout() -> None:
         pass
 
 
+def _printable_streams() -> None:
+    """Whatever reaches stdout or stderr is printed, never a UnicodeEncodeError: with a strict encoding
+    (``PYTHONIOENCODING=utf-8``, an ASCII locale) a character it cannot hold is written as an escape. Names
+    are made printable where they enter (:func:`emolens.imageio.describe`); this is the net under that."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # pragma: no cover - a stream that cannot change
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .quiet import filtered_stderr
+
+    _printable_streams()
     try:
-        args = build_parser().parse_args(argv)
-        code = args.func(args)
-        sys.stdout.flush()  # output buffered for a pipe meets a closed reader here, not at exit
+        with filtered_stderr():  # the decoders' own lines (libpng, libjpeg, OpenCV, FFmpeg) are not shown
+            args = build_parser().parse_args(argv)
+            code = args.func(args)
+            sys.stdout.flush()  # output buffered for a pipe meets a closed reader here, not at exit
         return code
     except BrokenPipeError:
         # the reader went away (`emolens predict --json ... | head -5`): stop quietly, as Unix tools do

@@ -27,15 +27,16 @@ def colour_for(label: str) -> tuple[int, int, int]:
     return int(b), int(g), int(r)
 
 
-def annotate(image: np.ndarray, faces: list[Face], *, landmarks: bool = True) -> np.ndarray:
-    """Return a copy of a BGR image with each face's box and "label 93%" drawn on it, and (``landmarks``)
-    a small dot on each of its landmarks where the detector gave them."""
+def annotate(image: np.ndarray, faces: list[Face], *, landmarks: bool = True, numbers: bool = True) -> np.ndarray:
+    """Return a copy of a BGR image with each face's box and "1 happy 93%" drawn on it (``numbers``: the face's
+    place in ``faces`` from 1, as the table and the JSON list them), and (``landmarks``) a small dot on each of
+    its landmarks where the detector gave them."""
     out = image.copy()
     h, w = out.shape[:2]
     base = max(h, w)
     thick = max(1, round(base / 400))
     font_scale = max(0.4, base / 1400)
-    for face in faces:
+    for number, face in enumerate(faces, 1):
         b = face.box
         col = colour_for(face.label)
         cv2.rectangle(out, (b.x, b.y), (b.x + b.w, b.y + b.h), col, thick + 1)
@@ -44,7 +45,7 @@ def annotate(image: np.ndarray, faces: list[Face], *, landmarks: bool = True) ->
             for px, py in b.landmarks:
                 cv2.circle(out, (round(px), round(py)), r + 1, (0, 0, 0), cv2.FILLED, cv2.LINE_AA)
                 cv2.circle(out, (round(px), round(py)), r, col, cv2.FILLED, cv2.LINE_AA)
-        text = f"{face.label} {face.score:.0%}"
+        text = f"{number} {face.label} {face.score:.0%}" if numbers else f"{face.label} {face.score:.0%}"
         (tw, th), base_line = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
         ty = b.y - 4 if b.y - th - base_line - 4 >= 0 else min(h - 1, b.y + b.h + th + base_line + 4)
         cv2.rectangle(out, (b.x, ty - th - base_line), (b.x + tw + 4, ty + 2), col, cv2.FILLED)

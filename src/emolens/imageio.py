@@ -18,10 +18,9 @@ OpenCV's own log lines about a bad file are silenced while it decodes.
 from __future__ import annotations
 
 import os
+import stat
 import struct
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Union
 
@@ -35,6 +34,8 @@ DEFAULT_MAX_PIXELS = 100_000_000
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(DEFAULT_MAX_PIXELS))
 import cv2  # noqa: E402
 
+from .quiet import quiet_opencv  # noqa: E402
+
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, Any]  # noqa: UP007
 """Anything :func:`load_image` accepts (``Any`` stands for a ``PIL.Image.Image``)."""
 
@@ -43,10 +44,32 @@ class ImageError(ValueError):
     """An input could not be read as an image; the message names the input and the reason."""
 
 
+def printable(text: str) -> str:
+    """``text`` as any terminal or strict UTF-8 stream can show it, on one line.
+
+    A file name's bytes that are not UTF-8 (Python keeps them as surrogate escapes) become ``\\xNN``
+    (``b"a\\xe9\\xff.jpg"`` prints as ``a\\xe9\\xff.jpg``); control characters such as a newline
+    become ``\\n``, ``\\x1b`` ...; everything else, accents and other scripts included, is kept.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's escape of an undecodable byte
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+    return "".join(out)
+
+
 def describe(src: object) -> str:
-    """A short human-readable name for an input, used in error messages and results."""
+    """A short human-readable name for an input, used in error messages and results (a path through
+    :func:`printable`, so it can always be printed)."""
     if isinstance(src, (str, os.PathLike)):
-        return str(src)
+        return printable(os.fsdecode(src))
     if isinstance(src, memoryview):
         return f"<{src.nbytes} bytes>"
     if isinstance(src, (bytes, bytearray)):
@@ -91,9 +114,8 @@ def header_size(data: bytes) -> tuple[int, int] | None:
         if kind == "gif":
             w, h = struct.unpack("<HH", data[6:10])
             return w, h
-        if kind == "bmp" and len(data) >= 26:
-            w, h = struct.unpack("<ii", data[18:26])
-            return abs(w), abs(h)
+        if kind == "bmp":
+            return _bmp_size(data)
         if kind == "webp":
             chunk = data[12:16]
             if chunk == b"VP8X":
@@ -121,15 +143,47 @@ def header_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-# TIFF field types that hold one unsigned integer: BYTE, SHORT, LONG, LONG8 (BigTIFF).
+BMP_HEADERS = {12: "BITMAPCOREHEADER (OS/2 1.x)", 16: "OS/2 2.x, short", 40: "BITMAPINFOHEADER",
+               52: "BITMAPV2INFOHEADER", 56: "BITMAPV3INFOHEADER", 64: "OS/2 2.x BITMAPINFOHEADER2",
+               108: "BITMAPV4HEADER", 124: "BITMAPV5HEADER"}
+"""The BMP info headers by their size: only the 12-byte core header stores width and height in 16 bits."""
+
+
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of a BMP file: unsigned 16-bit in the OS/2 1.x core header, signed 32-bit in every
+    later one (a negative height means the rows are stored top-down; a negative width is invalid)."""
+    (header,) = struct.unpack("<I", data[14:18])
+    if header == 12:
+        w, h = struct.unpack("<HH", data[18:22])
+        return w, h
+    if header >= 16:
+        w, h = struct.unpack("<ii", data[18:26])
+        return w, abs(h)
+    return None
+
+
+def _bmp_layout(data: bytes) -> tuple[int, int, int]:
+    """(pixel data offset, bits per pixel, compression) of a BMP file; the core header has no compression."""
+    (offset, header) = struct.unpack("<II", data[10:18])
+    if header == 12:
+        (bits,) = struct.unpack("<H", data[24:26])
+        return offset, bits, 0
+    (bits,) = struct.unpack("<H", data[28:30])
+    (compression,) = struct.unpack("<I", data[30:34]) if header >= 20 else (0,)
+    return offset, bits, compression
+
+
+# TIFF field types that hold unsigned integers: BYTE, SHORT, LONG, LONG8 (BigTIFF).
 _TIFF_INT_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}
 
 
 def _tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, int] | None:
-    """The integer values of the ``wanted`` tags in the first IFD of TIFF data (classic or BigTIFF).
+    """The integer value (the first, for a tag with several) of the ``wanted`` tags in the first IFD of
+    TIFF data (classic or BigTIFF).
 
-    Used for the TIFF image size and for the EXIF orientation (EXIF is TIFF-structured).  Returns
-    ``None`` when the data is not TIFF or the IFD lies outside it; raises ``struct.error`` when cut short.
+    Used for the TIFF image size, samples and compression, and for the EXIF orientation (EXIF is
+    TIFF-structured).  Returns ``None`` when the data is not TIFF or the IFD lies outside it; raises
+    ``struct.error`` when cut short.
     """
     order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
     if order is None:
@@ -153,8 +207,12 @@ def _tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, int] | None:
         e = start + i * entry_size
         tag, kind = struct.unpack(order + "HH", tiff[e : e + 4])
         if tag in wanted and kind in _TIFF_INT_TYPES:
-            value_at = e + (12 if entry_size == 20 else 8)  # the value is left-justified in its field
             fmt = order + _TIFF_INT_TYPES[kind]
+            field, field_fmt = (8, "Q") if entry_size == 20 else (4, "I")  # the size of the count and value fields
+            (count,) = struct.unpack(order + field_fmt, tiff[e + 4 : e + 4 + field])
+            value_at = e + 4 + field  # the value is left-justified in its field ...
+            if count * struct.calcsize(fmt) > field:  # ... unless it does not fit: then the field holds its offset
+                (value_at,) = struct.unpack(order + field_fmt, tiff[value_at : value_at + field])
             (found[tag],) = struct.unpack(fmt, tiff[value_at : value_at + struct.calcsize(fmt)])
     return found
 
@@ -215,38 +273,6 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return img if f is None else np.ascontiguousarray(f(img))
 
 
-_cv_log = getattr(getattr(cv2, "utils", None), "logging", None)
-_quiet_lock = threading.Lock()
-_quiet_depth = 0
-_saved_level: int | None = None
-
-
-@contextmanager
-def quiet_opencv() -> Iterator[None]:
-    """Silence OpenCV's own log lines (``[ WARN ]``/``[ERROR]`` about a bad file) inside the block.
-
-    The failure itself still reaches the caller as an :class:`ImageError`.  Safe with threads: the
-    level is saved by the first block to enter and restored by the last one to leave.
-    """
-    global _quiet_depth, _saved_level
-    if _cv_log is None:
-        yield
-        return
-    with _quiet_lock:
-        if _quiet_depth == 0:
-            _saved_level = _cv_log.getLogLevel()
-            _cv_log.setLogLevel(_cv_log.LOG_LEVEL_SILENT)
-        _quiet_depth += 1
-    try:
-        yield
-    finally:
-        with _quiet_lock:
-            _quiet_depth -= 1
-            if _quiet_depth == 0 and _saved_level is not None:
-                _cv_log.setLogLevel(_saved_level)
-                _saved_level = None
-
-
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     i = 2
     n = len(data)
@@ -291,22 +317,125 @@ def _jpeg_complete(data: bytes) -> bool:
     return False
 
 
-def read_file(path: str | os.PathLike) -> bytes:
-    """Read a file's bytes, turning every OS error into a clear :class:`ImageError`."""
-    p = Path(path)
+DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
+"""Default cap on an image file's size (200 MB), checked before a byte is read: four times a 100-megapixel
+photo stored as a top-quality JPEG, and enough for most uncompressed ones."""
+
+_NOT_REGULAR = ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:,.1f} MB" if n >= 100_000 else f"{n:,} bytes"
+
+
+def read_file(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """Read an image file's bytes, turning every OS error into a clear :class:`ImageError`.
+
+    Only regular files are read, and only up to ``max_bytes``: both are checked on the opened file before
+    anything is read from it (a named pipe would block until a writer comes, ``/dev/zero`` never ends).
+    """
+    name = describe(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)  # a pipe opens without waiting
     try:
-        data = p.read_bytes()
+        fd = os.open(path, flags)
     except FileNotFoundError:
-        raise ImageError(f"{p}: no such file") from None
+        raise ImageError(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise ImageError(f"{p}: is a directory, not an image file") from None
+        raise ImageError(f"{name}: is a directory, not an image file") from None
     except PermissionError:
-        raise ImageError(f"{p}: permission denied") from None
+        raise ImageError(f"{name}: permission denied") from None
     except OSError as e:
-        raise ImageError(f"{p}: cannot read ({e.strerror or e})") from None
+        raise ImageError(f"{name}: cannot read ({e.strerror or e})") from None
+    try:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError(f"{name}: is a directory, not an image file")
+        if not stat.S_ISREG(info.st_mode):
+            what = next((kind for test, kind in _NOT_REGULAR if test(info.st_mode)), "not a regular file")
+            raise ImageError(f"{name}: is {what}, not an image file; only regular files are read")
+        if info.st_size > max_bytes:
+            raise ImageError(f"{name}: file is {_size(info.st_size)}, over the limit of {_size(max_bytes)} for an "
+                             "image file (raise it if you trust this file)")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(max_bytes + 1)  # a file that grows while it is read stops at the cap too
+    except OSError as e:
+        raise ImageError(f"{name}: cannot read ({e.strerror or e})") from None
+    finally:
+        os.close(fd)
+    if len(data) > max_bytes:
+        raise ImageError(f"{name}: file is over the limit of {_size(max_bytes)} for an image file")
     if not data:
-        raise ImageError(f"{p}: file is empty (0 bytes)")
+        raise ImageError(f"{name}: file is empty (0 bytes)")
     return data
+
+
+DEFLATE_MAX_RATIO = 1032
+"""Deflate (PNG, deflate TIFF) never expands more than 1032:1: 258 bytes per match of two 1-bit codes."""
+LZW_MAX_PIXELS_PER_BYTE = 4096 * 8 / 12
+"""LZW (GIF, LZW TIFF): a code is at least 12 bits once strings are long, and a string is at most 4096 long."""
+
+# TIFF compression tag -> the most raw bytes one stored byte can hold (JPEG: see _smallest_file)
+_TIFF_RATIO = {1: 1.0, 5: LZW_MAX_PIXELS_PER_BYTE, 8: DEFLATE_MAX_RATIO, 32946: DEFLATE_MAX_RATIO, 32773: 64.0}
+
+
+def _jpeg_frame(data: bytes) -> int | None:
+    """The SOF marker (0xC0..0xCF) of a JPEG file: which coding it uses."""
+    i, n = 2, len(data)
+    while i + 4 <= n and data[i] == 0xFF:
+        marker = data[i + 1]
+        if marker == 0xFF or marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 1 if marker == 0xFF else 2
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return marker
+        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
+        i += 2 + length
+    return None
+
+
+def _smallest_file(data: bytes, kind: str | None, w: int, h: int) -> int:
+    """The fewest bytes any valid file of this format can hold a ``w`` × ``h`` image in (0: no bound known).
+
+    Each figure is the codec's own limit, not a guess, so no real file falls below it:
+
+    - JPEG with Huffman coding (baseline, progressive, lossless): every 8×8 block of a full-resolution
+      component costs at least one bit in its first scan (its DC code).  Arithmetic coding has no such floor.
+    - PNG: the filtered rows, deflated (:data:`DEFLATE_MAX_RATIO`).
+    - GIF: the screen's pixels, LZW-coded (:data:`LZW_MAX_PIXELS_PER_BYTE`).
+    - BMP without compression: every row, padded to 4 bytes (the last one may lack its padding); RLE can
+      skip pixels, so no floor.
+    - TIFF: the raw samples under its compression (none, LZW, deflate, PackBits; JPEG as JPEG); CCITT and
+      the rest: no floor.
+    - WebP: no floor; its lossless coder stores a flat image in almost nothing (a flat 4000×4000 image in
+      680 bytes), so only the pixel cap and WebP's own 16383-pixel side apply.
+    """
+    blocks = -(-w // 8) * -(-h // 8)
+    if kind == "jpeg":
+        sof = _jpeg_frame(data)
+        return 0 if sof is None or sof >= 0xC9 else -(-blocks // 8)  # 0xC9..0xCF: arithmetic coding
+    if kind == "png" and len(data) >= 26:
+        depth, colour = data[24], data[25]
+        channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}.get(colour, 1)
+        row = 1 + -(-w * channels * depth // 8)  # the filter byte and the row's samples
+        return -(-h * row // DEFLATE_MAX_RATIO)
+    if kind == "gif":
+        return int(w * h / LZW_MAX_PIXELS_PER_BYTE)
+    if kind == "bmp":
+        offset, bits, compression = _bmp_layout(data)
+        if compression not in (0, 3, 6) or bits not in (1, 2, 4, 8, 16, 24, 32):  # RLE, embedded JPEG/PNG ...
+            return 0
+        row = -(-w * bits // 8)
+        return offset + (h - 1) * (-(-row // 4) * 4) + row
+    if kind == "tiff":
+        tags = _tiff_tags(data, {258, 259, 277}) or {}
+        compression = tags.get(259, 1)
+        if compression in (6, 7):  # JPEG inside TIFF
+            return -(-blocks // 8)
+        raw = h * -(-w * tags.get(277, 1) * tags.get(258, 1) // 8)
+        ratio = _TIFF_RATIO.get(compression)
+        return int(raw / ratio) if ratio else 0
+    return 0
 
 
 def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -318,6 +447,7 @@ def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
     """
     if not data:
         raise ImageError(f"{name}: empty input (0 bytes)")
+    kind = image_format(data)
     size = header_size(data)
     if size is not None:
         w, h = size
@@ -328,11 +458,22 @@ def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
                 f"{name}: image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
                 "(raise max_pixels if you trust this file)"
             )
+        try:
+            need = _smallest_file(data, kind, w, h)
+        except (struct.error, IndexError):
+            need = 0  # a header cut short: the decoder says what is wrong
+        if len(data) < need:
+            raise ImageError(
+                f"{name}: cannot decode image (corrupt {kind.upper() if kind else 'image'} file: {len(data):,} bytes "
+                f"cannot hold the {w}x{h} image its header claims; the smallest valid file is {need:,} bytes)"
+            )
     buf = np.frombuffer(data, dtype=np.uint8)
-    is_jpeg = image_format(data) == "jpeg"
+    is_jpeg = kind == "jpeg"
     # IMREAD_COLOR applies the EXIF orientation; IMREAD_UNCHANGED keeps alpha and 16 bits (and the
-    # orientation of PNG/WebP is applied below; OpenCV's TIFF decoder applies TIFF's own).
-    flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED
+    # orientation of PNG/WebP is applied below; OpenCV's TIFF decoder applies TIFF's own). OpenCV reads an
+    # OS/2 1.x BMP (12-byte header, no alpha) as gray with IMREAD_UNCHANGED, so it gets IMREAD_COLOR too.
+    core_bmp = kind == "bmp" and data[14:18] == b"\x0c\0\0\0"
+    flags = cv2.IMREAD_COLOR if is_jpeg or core_bmp else cv2.IMREAD_UNCHANGED
     try:
         with quiet_opencv():
             img = cv2.imdecode(buf, flags)
@@ -393,7 +534,8 @@ def to_bgr8(arr: np.ndarray, *, name: str = "<array>") -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def load_image(src: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+def load_image(src: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> np.ndarray:
     """Load any supported input as a uint8 H×W×3 **BGR** array.
 
     Args:
@@ -405,12 +547,14 @@ def load_image(src: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
               return it): H×W gray, H×W×3 BGR or H×W×4 BGRA, dtype uint8, uint16 or
               float in [0, 1].  Convert RGB arrays first (``arr[..., ::-1]``).
         max_pixels: refuse images with more pixels than this (checked before decoding).
+        max_file_bytes: refuse a path to a larger file (checked before reading it); only regular files
+            are read (not a named pipe or a device).
 
     Raises:
-        ImageError: the input is missing, empty, not an image, corrupt or too large.
+        ImageError: the input is missing, empty, not a regular file, not an image, corrupt or too large.
     """
     if isinstance(src, (str, os.PathLike)):
-        return decode_bytes(read_file(src), name=str(src), max_pixels=max_pixels)
+        return decode_bytes(read_file(src, max_bytes=max_file_bytes), name=describe(src), max_pixels=max_pixels)
     if isinstance(src, (bytes, bytearray, memoryview)):
         return decode_bytes(bytes(src), name=describe(src), max_pixels=max_pixels)
     if isinstance(src, np.ndarray):

@@ -14,7 +14,15 @@ from .classify import Classifier
 from .detect import DEFAULT_DETECTOR, Detector, create_detector
 from .detect.base import Box
 from .explain import Explanation, Method, check_label, check_method, explain_faces
-from .imageio import DEFAULT_MAX_PIXELS, ImageError, ImageInput, expand_inputs, load_image
+from .imageio import (
+    DEFAULT_MAX_FILE_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    ImageInput,
+    describe,
+    expand_inputs,
+    load_image,
+)
 from .output import save_annotated
 from .results import Face, ImageResult
 
@@ -38,6 +46,7 @@ class EmotionRecognizer:
         tta: classify the test-time views stored in the model (default); ``False`` classifies each
             face once, as its plain crop: faster, slightly less accurate (see the model card).
         max_pixels: refuse larger images (decompression-bomb guard).
+        max_file_bytes: refuse larger image files, before reading them.
 
     Example::
 
@@ -56,6 +65,7 @@ class EmotionRecognizer:
         crop_margin: float | None = None,
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         tta: bool = True,
     ) -> None:
         self.classifier = Classifier(model, threads=threads, tta=tta)
@@ -63,6 +73,11 @@ class EmotionRecognizer:
         self.crop_margin = self.classifier.meta.crop_margin if crop_margin is None else crop_margin
         self.align = check_mode(align)
         self.max_pixels = max_pixels
+        self.max_file_bytes = max_file_bytes
+
+    def load(self, image: ImageInput) -> np.ndarray:
+        """``image`` decoded as :func:`emolens.load_image` does, under this recogniser's limits."""
+        return load_image(image, max_pixels=self.max_pixels, max_file_bytes=self.max_file_bytes)
 
     @property
     def labels(self) -> list[str]:
@@ -81,14 +96,15 @@ class EmotionRecognizer:
         Raises:
             emolens.ImageError: the input cannot be read as an image.
         """
-        bgr = load_image(image, max_pixels=self.max_pixels)
+        bgr = self.load(image)
         return self.predict_bgr(bgr, detect=detect)
 
     def predict_bgr(self, bgr: np.ndarray, *, detect: bool = True) -> list[Face]:
         """Like :meth:`predict` for an already decoded uint8 BGR array (no copy, no checks)."""
-        return self.classify_boxes(bgr, self._boxes(bgr, detect))
+        return self.classify_boxes(bgr, self.face_boxes(bgr, detect=detect))
 
-    def _boxes(self, bgr: np.ndarray, detect: bool) -> list[Box]:
+    def face_boxes(self, bgr: np.ndarray, *, detect: bool = True) -> list[Box]:
+        """The faces' boxes in a decoded image, largest first (``detect=False``: the whole image)."""
         h, w = bgr.shape[:2]
         return self.detector.detect(bgr) if detect else [Box(0, 0, w, h)]
 
@@ -115,17 +131,24 @@ class EmotionRecognizer:
         """
         check_label(self.labels, label)
         check_method(method)
-        bgr = load_image(image, max_pixels=self.max_pixels)
+        bgr = self.load(image)
         return self.explain_bgr(bgr, label=label, detect=detect, method=method)
 
     def explain_bgr(
-        self, bgr: np.ndarray, *, label: str | None = None, detect: bool = True, method: Method = "occlusion"
+        self, bgr: np.ndarray, *, label: str | None = None, detect: bool = True, method: Method = "occlusion",
+        max_faces: int | None = None, faces: list[Face] | None = None, deadline: float | None = None,
     ) -> list[Explanation]:
-        """Like :meth:`explain` for an already decoded uint8 BGR (or gray) array."""
+        """Like :meth:`explain` for an already decoded uint8 BGR (or gray) array.
+
+        ``max_faces``: explain only the largest this many faces; ``faces``: those already found in ``bgr``
+        (by :meth:`predict_bgr`), not searched again; ``deadline`` (a :func:`time.monotonic` time): start no
+        face after it (see :func:`emolens.explain.explain_faces`)."""
         check_label(self.labels, label)
-        faces = self.classify_boxes(bgr, self._boxes(bgr, detect))
+        if faces is None:
+            boxes = self.face_boxes(bgr, detect=detect)[:max_faces]
+            faces = self.classify_boxes(bgr, boxes)
         return explain_faces(self.classifier, bgr, faces, crop_margin=self.crop_margin, label=label, method=method,
-                             align=self.align)
+                             align=self.align, max_faces=max_faces, deadline=deadline)
 
     def classify_boxes(self, bgr: np.ndarray, boxes: list[Box]) -> list[Face]:
         """Classify the given face boxes of an image (one batched model call).
@@ -170,11 +193,12 @@ class EmotionRecognizer:
     ) -> Iterator[ImageResult]:
         """Recognise faces in files and folders (folders: the images directly inside them).
 
-        Yields one :class:`ImageResult` per file, in order. A file that cannot be read
-        yields a result with ``error`` set; the other files are still processed.
+        Yields one :class:`ImageResult` per file, in order, each as soon as it is done. A file that cannot
+        be read yields a result with ``error`` set; the other files are still processed.
         With ``annotate_dir``, an annotated copy of each image is written there
         (never over an existing file; see :func:`emolens.output.save_annotated`), with landmark dots
-        unless ``draw_landmarks`` is false.
+        unless ``draw_landmarks`` is false; when it cannot be written, ``annotate_error`` says why and the
+        faces are still there.
 
         ``workers`` > 1 works on that many pictures at once in threads (ONNX Runtime and OpenCV release
         the GIL); build the recogniser with ``threads=1`` then, so the threads do not fight over the cores.
@@ -201,15 +225,17 @@ class EmotionRecognizer:
 
     def _predict_file(self, path: str | os.PathLike, detect: bool, annotate_dir: str | os.PathLike | None,
                       draw_landmarks: bool = True) -> ImageResult:
+        name = describe(path)
         try:
-            bgr = load_image(path, max_pixels=self.max_pixels)
+            bgr = self.load(path)
         except ImageError as e:
-            return ImageResult(str(path), error=str(e))
+            return ImageResult(name, error=str(e))
         faces = self.predict_bgr(bgr, detect=detect)
-        result = ImageResult(str(path), faces)
+        result = ImageResult(name, faces)
         if annotate_dir is not None:
             try:
                 result.annotated = save_annotated(bgr, faces, path, annotate_dir, landmarks=draw_landmarks)
             except OSError as e:
-                result.error = f"{path}: cannot write the annotated image to {annotate_dir} ({e.strerror or e})"
+                result.annotate_error = (f"{name}: cannot write the annotated image to {describe(annotate_dir)} "
+                                         f"({e.strerror or e})")
         return result

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .detect.base import Box
+from .imageio import printable
 
 
 @dataclass
@@ -47,23 +49,37 @@ class Face:
 
 @dataclass
 class ImageResult:
-    """The outcome for one input: its faces, or the error that stopped it."""
+    """The outcome for one input: its faces, or the error that stopped it.
+
+    Attributes:
+        source: the input's name as it can be printed (:func:`emolens.imageio.describe`: a file name's bytes
+            that are not UTF-8 and control characters written as ``\\xNN`` escapes).
+        faces: the faces found, largest first.
+        error: why the input could not be read (``faces`` is then empty).
+        annotated: the annotated copy written, if one was asked for.
+        annotate_error: why the annotated copy could not be written (the faces are still valid).
+    """
 
     source: str
     faces: list[Face] = field(default_factory=list)
     error: str | None = None
     annotated: Path | None = None
+    annotate_error: str | None = None
 
     @property
     def ok(self) -> bool:
+        """The input was read and recognised (an annotated copy that could not be written aside)."""
         return self.error is None
 
     def to_dict(self) -> dict[str, Any]:
         """``{"file", "faces"}``, plus ``"error"`` when the input could not be read (``"faces"`` is then
-        ``[]``, so a consumer can always index it), plus ``"annotated"`` when an annotated copy was saved."""
+        ``[]``, so a consumer can always index it), plus ``"annotated"`` when an annotated copy was saved or
+        ``"annotate_error"`` when it could not be."""
         d: dict[str, Any] = {"file": self.source, "faces": [f.to_dict() for f in self.faces]}
         if self.error is not None:
             d["error"] = self.error
         if self.annotated is not None:
-            d["annotated"] = str(self.annotated)
+            d["annotated"] = printable(os.fsdecode(self.annotated))
+        if self.annotate_error is not None:
+            d["annotate_error"] = self.annotate_error
         return d

@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ import numpy as np
 
 from .detect import FAST_DETECTOR, LANDMARK_NAMES, Box, Detector, HaarDetector, merge_overlapping
 from .draw import colour_for
-from .imageio import quiet_opencv, to_bgr8
+from .imageio import describe, quiet_opencv, to_bgr8
 from .progress import Progress
 from .recognizer import EmotionRecognizer
 from .results import Face
@@ -232,25 +233,27 @@ def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0) 
         return FrameSource(_capture_reader(cap, name), name=name, fps=_capture_fps(cap, default_fps),
                            live=True, release=cap.release)
     if isinstance(source, (str, os.PathLike)):
-        p = Path(source)
+        p, name = Path(source), describe(source)
         if not p.exists():
-            raise VideoError(f"{p}: no such file")
+            raise VideoError(f"{name}: no such file")
         if p.is_dir():
-            raise VideoError(f"{p}: is a directory, not a video file")
+            raise VideoError(f"{name}: is a directory, not a video file")
         try:
-            size = p.stat().st_size
+            info = p.stat()
         except OSError as e:
-            raise VideoError(f"{p}: cannot read ({e.strerror or e})") from None
-        if size == 0:
-            raise VideoError(f"{p}: file is empty (0 bytes)")
+            raise VideoError(f"{name}: cannot read ({e.strerror or e})") from None
+        if not stat.S_ISREG(info.st_mode):  # a named pipe would block FFmpeg until a writer comes
+            raise VideoError(f"{name}: is not a regular file (a pipe or a device); only video files are read")
+        if info.st_size == 0:
+            raise VideoError(f"{name}: file is empty (0 bytes)")
         if not os.access(p, os.R_OK):
-            raise VideoError(f"{p}: permission denied")
+            raise VideoError(f"{name}: permission denied")
         cap = cv2.VideoCapture(str(p))
         if not cap.isOpened():
             cap.release()
-            raise VideoError(f"{p}: cannot decode: not a video format OpenCV can read, or the file is corrupt")
+            raise VideoError(f"{name}: cannot decode: not a video format OpenCV can read, or the file is corrupt")
         n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        src = FrameSource(_capture_reader(cap, str(p)), name=str(p), fps=_capture_fps(cap, default_fps),
+        src = FrameSource(_capture_reader(cap, name), name=name, fps=_capture_fps(cap, default_fps),
                           frame_count=n if n > 0 else None, release=cap.release)
         try:
             src.peek()
@@ -712,6 +715,8 @@ class VideoSummary:
     source: str
     frames: int = 0
     """Frames read from the source."""
+    expected: int | None = None
+    """Frames the container says it holds (``None``: it does not say, e.g. a camera)."""
     processed: int = 0
     """Frames recognised (with ``every`` > 1, every N-th of them)."""
     written: int = 0
@@ -725,6 +730,19 @@ class VideoSummary:
     @property
     def fps(self) -> float:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def missing(self) -> int:
+        """Frames the container claims that could not be read (0 when it claims none or after Ctrl-C)."""
+        if self.expected is None or self.interrupted:
+            return 0
+        return max(0, self.expected - self.frames)
+
+    @property
+    def stopped_early(self) -> bool:
+        """The frames stopped more than one frame before the count the container claims: a corrupt or truncated
+        video. (One frame of slack: some containers only estimate their count from duration × frame rate.)"""
+        return self.missing > 1
 
 
 def process_video(
@@ -766,7 +784,7 @@ def process_video(
         raise VideoError("--every must be at least 1")
     check_outputs(source, out=out, csv_path=csv_path, plot=plot, force=force)
     src = open_source(source)
-    summary = VideoSummary(src.name)
+    summary = VideoSummary(src.name, expected=src.frame_count)
     writer = csv_file = None
     series: Series = {}
     try:

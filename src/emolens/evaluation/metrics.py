@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,7 @@ def evaluate_model(
     detector: str = DEFAULT_DETECTOR,
     align: str = DEFAULT_ALIGN,
     skip_unknown: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Evaluate an emolens ONNX model (path, run folder, or ``None``/``"default"`` for the bundled one)
     on one split of any dataset :func:`emolens.training.data.open_source` reads (class names must be
@@ -190,18 +192,22 @@ def evaluate_model(
     it (including the model's test-time augmentation). With ``detect`` each picture goes through the
     detector and alignment as ``emolens predict`` does, and its largest face is scored; a picture where no
     face is found counts as wrong (``report["detection"]`` says how many were found; ROC and calibration
-    are over the found faces)."""
+    are over the found faces). ``progress(done, total)`` is called as the images are scored."""
     onnx_path, run = resolve_model(model)
     rec = EmotionRecognizer(onnx_path, detector=detector, align=align)
+    tick = progress or (lambda done, total: None)
     if detect:
         return _evaluate_detected(rec, data, split, run=run, limit_per_class=limit_per_class, log=log,
-                                  skip_unknown=skip_unknown)
+                                  skip_unknown=skip_unknown, progress=tick)
     clf = rec.classifier
     source, ds, images = load_faces(rec, data, split, run=run, limit_per_class=limit_per_class, log=log,
                                     skip_unknown=skip_unknown)
     whole = [Box(0, 0, images.shape[2], images.shape[1])]
-    probs = np.array([[f.scores[lab] for lab in clf.labels] for img in images
-                      for f in rec.classify_boxes(img, whole)])
+    rows = []
+    for i, img in enumerate(images):
+        rows += [[f.scores[lab] for lab in clf.labels] for f in rec.classify_boxes(img, whole)]
+        tick(i + 1, len(images))
+    probs = np.array(rows)
     report = classification_metrics(ds.labels, probs.argmax(1), clf.labels, probs)
     report.update(model=str(clf.path), data=str(data), split=split, source=source.kind,
                   skipped=[f for f, _ in ds.skipped], model_info=model_info(clf.path))
@@ -209,9 +215,10 @@ def evaluate_model(
 
 
 def _evaluate_detected(rec: EmotionRecognizer, data: str | os.PathLike, split: str, *, run: Path | None,
-                       limit_per_class: int | None, log, skip_unknown: bool) -> Evaluation:
+                       limit_per_class: int | None, log, skip_unknown: bool,
+                       progress: Callable[[int, int], None]) -> Evaluation:
     from ..classify import preprocess
-    from ..imageio import ImageError, load_image
+    from ..imageio import ImageError
 
     clf = rec.classifier
     source = open_eval_source(data, run)
@@ -221,9 +228,10 @@ def _evaluate_detected(rec: EmotionRecognizer, data: str | os.PathLike, split: s
     index = {c: i for i, c in enumerate(clf.labels)}
     k = len(clf.labels)
     y, probs, found, thumbs, files, skipped = [], [], [], [], [], []
-    for ref, cls in items:
+    for done, (ref, cls) in enumerate(items):
+        progress(done, len(items))
         try:
-            bgr = load_image(str(ref), max_pixels=rec.max_pixels)
+            bgr = rec.load(str(ref))
         except ImageError as e:
             skipped.append(str(ref))
             (log or (lambda m: None))(f"skipped ({split}): {e}")
@@ -243,6 +251,7 @@ def _evaluate_detected(rec: EmotionRecognizer, data: str | os.PathLike, split: s
         mean = np.asarray(clf.meta.mean_array(), np.float32).reshape(-1, 1, 1)
         std = np.asarray(clf.meta.std_array(), np.float32).reshape(-1, 1, 1)
         thumbs.append(np.clip(((x * std + mean) * 255).round(), 0, 255).astype(np.uint8).transpose(1, 2, 0))
+    progress(len(items), len(items))
     if not y:
         raise ValueError(f"{data} [{split}]: none of the pictures could be read")
     y_true, p, ok = np.array(y), np.array(probs, dtype=np.float32), np.array(found)

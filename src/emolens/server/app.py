@@ -1,13 +1,18 @@
 """The FastAPI application: ``/v1/predict``, ``/v1/predict/batch``, ``/v1/model``, ``/health`` and the web page.
 
-Safety: the model is loaded once; decoding and inference run in a thread pool (never on the
-event loop) with at most ``concurrency`` at a time; uploads are capped in bytes (checked while the
-body streams in, not only from ``Content-Length``) and in pixels (checked from the image header
-before decoding, by :func:`emolens.imageio.decode_bytes`); content is checked by decoding it, never
-by file name or declared type. Every error is a JSON body ``{"error": {"code", "message"}}`` with a
-4xx status; an unexpected failure is logged and answered without a stack trace (in a batch, as that
-image's error). The docs page (``/docs``) uses the Swagger UI files shipped with ``fastapi-offline``:
-nothing is fetched from outside this server (there is no ``/redoc``: ReDoc loads its logo from a CDN).
+Safety: the model is loaded once; decoding and inference run in a thread pool (never on the event loop)
+with at most ``concurrency`` images at a time, at most ``max_queue`` waiting for a place (more, or a wait
+over ``queue_timeout`` seconds, get 503 with a Retry-After) and at most ``explain_concurrency``
+explanation requests at a time (more get 429 with a Retry-After). Every image's work is bounded: the
+``max_faces`` largest faces are classified, the ``max_explain_faces`` largest explained, and no face's
+explanation starts after ``explain_timeout`` seconds. Uploads are capped in bytes (checked while the body
+streams in, not only from ``Content-Length``) and in pixels (checked from the image header before
+decoding, by :func:`emolens.imageio.decode_bytes`, which also refuses a file too small for the size it
+claims); content is checked by decoding it, never by file name or declared type. Every error is a JSON
+body ``{"error": {"code", "message"}}`` with a 4xx status (503 when busy); an unexpected failure is
+logged and answered without a stack trace (in a batch, as that image's error). The docs page (``/docs``)
+uses the Swagger UI files shipped with ``fastapi-offline``: nothing is fetched from outside this server
+(there is no ``/redoc``: ReDoc loads its logo from a CDN).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import base64
 import copy
 import hmac
 import logging
+import math
 import os
 import threading
 import time
@@ -42,6 +48,7 @@ from .. import __version__
 from ..detect import DEFAULT_DETECTOR, available_detectors, create_detector
 from ..draw import annotate as draw_faces
 from ..imageio import ImageError, decode_bytes, image_format
+from ..output import JPEG_MAX_SIDE, encode_image
 from ..recognizer import EmotionRecognizer
 
 log = logging.getLogger("emolens.server")
@@ -66,6 +73,14 @@ class ServeConfig:
         max_upload_bytes: larger request bodies get 413.
         max_pixels: images with more pixels (read from the header before decoding) get 413.
         max_batch: most images in one ``/v1/predict/batch`` request.
+        max_faces: most faces classified in one image, the largest (``faces_found`` says how many there were).
+        max_explain_faces: most faces explained in one image (``?explain=true``), the largest; a map costs
+            about 0.7 s a face on one core, a classification a few milliseconds.
+        explain_concurrency: most explanation requests at a time; more get 429 with a Retry-After. Keep it
+            below ``concurrency`` so ordinary requests always have a slot.
+        explain_timeout: seconds after which no further face of an image is explained.
+        max_queue: most images waiting for a slot; more get 503 with a Retry-After.
+        queue_timeout: seconds an image may wait for a slot before it gets 503 with a Retry-After.
         api_key: when set, every ``/v1/...`` request needs it in the ``X-API-Key`` header.
     """
 
@@ -76,12 +91,30 @@ class ServeConfig:
     max_upload_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 40_000_000
     max_batch: int = 16
+    max_faces: int = 100
+    max_explain_faces: int = 8
+    explain_concurrency: int | None = None
+    explain_timeout: float = 20.0
+    max_queue: int = 32
+    queue_timeout: float = 30.0
     api_key: str | None = None
 
+    @property
+    def heavy_slots(self) -> int:
+        """Explanations at a time: ``explain_concurrency``, by default one fewer than ``concurrency`` (at least 1)."""
+        return self.explain_concurrency or max(1, self.concurrency - 1)
+
     def validate(self) -> None:
-        for name in ("concurrency", "max_upload_bytes", "max_pixels", "max_batch"):
+        for name in ("concurrency", "max_upload_bytes", "max_pixels", "max_batch", "max_faces", "max_explain_faces",
+                     "max_queue"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.explain_concurrency is not None and self.explain_concurrency < 1:
+            raise ValueError(f"explain_concurrency must be at least 1, not {self.explain_concurrency}")
+        for name in ("explain_timeout", "queue_timeout"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, not {value}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, not {self.threads}")
         if self.api_key is not None and not self.api_key.strip():
@@ -89,11 +122,60 @@ class ServeConfig:
 
 
 class ApiError(Exception):
-    """An error answered as ``{"error": {"code": ..., "message": ...}}`` with ``status``."""
+    """An error answered as ``{"error": {"code": ..., "message": ...}}`` with ``status`` (and ``headers``)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+class Gate:
+    """At most ``slots`` holders at a time, at most ``queue`` waiting for a place, none waiting more than
+    ``wait_s`` seconds: the rest are turned away at once (a queue never grows without end).
+
+    ``busy(retry_after)`` makes the error for those turned away; ``retry_after`` is an estimate in whole
+    seconds of when a place will be free, from the mean time a holder keeps one.
+    """
+
+    def __init__(self, slots: int, queue: int, wait_s: float, busy: Any) -> None:
+        self.slots, self.queue, self.wait_s, self.busy = slots, queue, wait_s, busy
+        self._sem = asyncio.Semaphore(slots)
+        self.waiting = 0
+        self.mean_s = 1.0  # moving average of the seconds a place is held
+
+    def retry_after(self) -> int:
+        """Seconds until a place is likely free for one more request."""
+        ahead = (self.waiting + 1) / self.slots
+        return max(1, math.ceil(ahead * self.mean_s))
+
+    @asynccontextmanager
+    async def place(self):
+        if self._sem.locked() and self.waiting >= self.queue:
+            raise self.busy(self.retry_after())
+        self.waiting += 1
+        try:
+            await asyncio.wait_for(self._sem.acquire(), self.wait_s)
+        except asyncio.TimeoutError:
+            raise self.busy(self.retry_after()) from None
+        finally:
+            self.waiting -= 1
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.mean_s = 0.8 * self.mean_s + 0.2 * (time.monotonic() - start)
+            self._sem.release()
+
+
+def busy_error(retry_after: int) -> ApiError:
+    return ApiError(503, "busy", f"the server is busy: every recognition slot is taken and the queue is full or "
+                    f"moving too slowly; retry in {retry_after} s", {"Retry-After": str(retry_after)})
+
+
+def explain_busy_error(slots: int, retry_after: int) -> ApiError:
+    return ApiError(429, "too_many_explanations", f"at most {slots} explanation request(s) at a time; one is being "
+                    f"made; retry in {retry_after} s (predictions without ?explain are still taken)",
+                    {"Retry-After": str(retry_after)})
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -113,19 +195,14 @@ def _image_error(e: ImageError) -> ApiError:
     return ApiError(400, "invalid_image", msg)
 
 
-JPEG_MAX_SIDE = 65500
-"""JPEG cannot store a side longer than this: an annotated image that long is sent as PNG instead."""
-
-
 def _data_url(img: np.ndarray, ext: str) -> str:
-    if ext == ".jpg" and max(img.shape[:2]) > JPEG_MAX_SIDE:
+    if ext == ".jpg" and max(img.shape[:2]) > JPEG_MAX_SIDE:  # JPEG cannot store it: sent as PNG instead
         ext = ".png"
-    params = [cv2.IMWRITE_JPEG_QUALITY, 88] if ext == ".jpg" else []
-    ok, buf = cv2.imencode(ext, img, params)
-    if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR image
+    data = encode_image(img, ext, [cv2.IMWRITE_JPEG_QUALITY, 88] if ext == ".jpg" else None)
+    if data is None:  # pragma: no cover - OpenCV encodes any uint8 BGR image as PNG
         raise RuntimeError(f"cannot encode {ext}")
     mime = "image/jpeg" if ext == ".jpg" else "image/png"
-    return f"data:{mime};base64,{base64.b64encode(buf.tobytes()).decode('ascii')}"
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 # ----------------------------------------------------------------------------- upload size guard
@@ -195,7 +272,9 @@ class Service:
         meta = self.recognizer.classifier.meta
         self.model_id = meta.name or self.recognizer.classifier.path.stem
         self.pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="emolens-infer")
-        self.slots = asyncio.Semaphore(config.concurrency)
+        self.slots = Gate(config.concurrency, config.max_queue, config.queue_timeout, busy_error)
+        self.heavy = Gate(config.heavy_slots, 0, config.queue_timeout,
+                          lambda retry: explain_busy_error(config.heavy_slots, retry))
         self._local = threading.local()
         self.detectors = available_detectors()
         # Build every detector in every pool thread now, at start-up, not on a request: the barrier holds
@@ -248,7 +327,13 @@ class Service:
                 "max_upload_bytes": self.config.max_upload_bytes,
                 "max_pixels": self.config.max_pixels,
                 "max_batch": self.config.max_batch,
+                "max_faces": self.config.max_faces,
+                "max_explain_faces": self.config.max_explain_faces,
+                "explain_timeout_s": self.config.explain_timeout,
                 "concurrency": self.config.concurrency,
+                "explain_concurrency": self.config.heavy_slots,
+                "max_queue": self.config.max_queue,
+                "queue_timeout_s": self.config.queue_timeout,
             },
             "emolens_version": __version__,
         }
@@ -269,27 +354,29 @@ class Service:
         except ImageError as e:
             raise _image_error(e) from None
         rec = self._thread_recognizer(detector)
-        explanations = None
-        if explain:
-            explanations = rec.explain_bgr(bgr, detect=detect, label=label, method=method)
-            faces = [e.face for e in explanations]
-        else:
-            faces = rec.predict_bgr(bgr, detect=detect)
+        cfg = self.config
+        boxes = rec.face_boxes(bgr, detect=detect)
+        faces = rec.classify_boxes(bgr, boxes[: cfg.max_faces])  # the largest: the detector sorts them
         out: dict[str, Any] = {
             "image": {"name": name, "width": int(bgr.shape[1]), "height": int(bgr.shape[0])},
+            "faces_found": len(boxes),
             "faces": [f.to_dict() for f in faces],
         }
-        if explanations is not None:
+        if explain:
+            explanations = rec.explain_bgr(bgr, faces=faces, label=label, method=method,
+                                           max_faces=cfg.max_explain_faces, deadline=t0 + cfg.explain_timeout)
             for d, ex in zip(out["faces"], explanations):
                 d["explanation"] = {"label": ex.label, "method": ex.method, "overlay": _data_url(ex.overlay(), ".png"),
                                     "panel": _data_url(ex.panel(), ".png")}
+            out["faces_explained"] = len(explanations)
         if annotate:
             out["annotated_image"] = _data_url(draw_faces(bgr, faces), ".jpg")
         out["time_ms"] = round(1000 * (time.perf_counter() - t0), 1)
         return out
 
     async def run(self, data: bytes, name: str, **kwargs: Any) -> dict[str, Any]:
-        async with self.slots:
+        """Recognise one image in the pool: through a place in :attr:`slots` (and :attr:`heavy` with explain)."""
+        async with self.slots.place():
             loop = asyncio.get_running_loop()
             try:
                 return await loop.run_in_executor(self.pool, lambda: self.recognise(data, name, **kwargs))
@@ -297,6 +384,27 @@ class Service:
                 log.warning("cannot process image %r", name, exc_info=True)
                 why = "not enough memory" if isinstance(e, MemoryError) else (getattr(e, "err", "") or "OpenCV error")
                 raise ApiError(422, "unprocessable_image", f"{name}: cannot process this image ({why})") from None
+            finally:
+                if kwargs.get("explain"):
+                    await loop.run_in_executor(self.pool, release_free_memory)
+
+
+def release_free_memory() -> None:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``; nothing elsewhere): after an
+    explanation's large buffers are freed, the process would otherwise keep them."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            import ctypes
+
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim: Any = None
 
 
 async def read_images(request: Request, *, many: bool, max_files: int) -> list[tuple[str, bytes]]:
@@ -389,7 +497,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": API_KEY_HEADER} if e.status == 401 else None
+        headers = {"WWW-Authenticate": API_KEY_HEADER} if e.status == 401 else e.headers
         return error_response(e.status, e.code, e.message, headers)
 
     @app.exception_handler(StarletteHTTPException)
@@ -461,13 +569,21 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     @app.post("/v1/predict", tags=["predict"], dependencies=[Depends(check_key)], openapi_extra=_UPLOAD_BODY,
               summary="faces and emotions in one image")
     async def predict(request: Request, opts: dict[str, Any] = Depends(options)) -> dict[str, Any]:
-        (name, data), = await read_images(request, many=False, max_files=1)
-        result = await service.run(data, name, **opts)
+        if opts["explain"]:  # a heavy request: a place among the few explanations first, or 429 at once
+            async with service.heavy.place():
+                (name, data), = await read_images(request, many=False, max_files=1)
+                result = await service.run(data, name, **opts)
+        else:
+            (name, data), = await read_images(request, many=False, max_files=1)
+            result = await service.run(data, name, **opts)
         return {"model": service.model_id, **result}
 
     @app.post("/v1/predict/batch", tags=["predict"], dependencies=[Depends(check_key)], openapi_extra=_BATCH_BODY,
               summary="faces and emotions in several images (one result or error per image, in order)")
     async def predict_batch(request: Request, opts: dict[str, Any] = Depends(options)) -> dict[str, Any]:
+        if opts["explain"]:
+            raise ApiError(400, "explain_one_image", "?explain=true is for /v1/predict, one image at a time (a map "
+                                                     "takes about 0.7 s a face on one core)")
         files = await read_images(request, many=True, max_files=config.max_batch)
 
         async def one(name: str, data: bytes) -> dict[str, Any]:

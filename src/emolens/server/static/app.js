@@ -48,6 +48,26 @@ async function api(path, options = {}) {
 }
 
 // ------------------------------------------------------------------ model info
+// The metrics stored in a model are named <split>_<metric>, e.g. val_accuracy, val_macro_f1, val_ece:
+// shown as "Accuracy (val)", "Macro F1 (val)", "ECE (val)".
+const SPLITS = ["train", "val", "test"];
+const ACRONYMS = { ece: "ECE", f1: "F1", auc: "AUC", roc: "ROC", nll: "NLL" };
+const PLAIN_METRICS = ["ece", "nll"]; // not a share of faces: shown as a number, not a percentage
+
+function metricLabel(key) {
+  const words = key.split("_");
+  const split = SPLITS.includes(words[0]) ? words.shift() : "";
+  let name = words.map((w) => ACRONYMS[w] || w).join(" ").replace("cross fitted", "cross-fitted");
+  name = name.charAt(0).toUpperCase() + name.slice(1);
+  return split ? `${name} (${split})` : name;
+}
+
+function metricValue(key, v) {
+  if (typeof v !== "number") return v;
+  if (key.split("_").some((w) => PLAIN_METRICS.includes(w))) return v.toFixed(3);
+  return v <= 1 ? `${(100 * v).toFixed(1)}%` : String(v);
+}
+
 async function loadModel() {
   try {
     const health = await api("/health");
@@ -59,10 +79,7 @@ async function loadModel() {
       ["Input", `${m.input_size}×${m.input_size} ${m.channels === 1 ? "gray" : "RGB"}`],
       ["Classes", m.labels.join(", ")],
       ["Detector", m.detector + (liveDetector() && liveDetector() !== m.detector ? ` (live: ${liveDetector()})` : "")]];
-    for (const [k, v] of Object.entries(m.metrics || {})) {
-      const name = k.replace(/_/g, " ").replace(/^val /, "val. ").replace(/\bf1\b/, "F1");
-      rows.push([name.charAt(0).toUpperCase() + name.slice(1), typeof v === "number" && v <= 1 ? `${(100 * v).toFixed(1)}%` : v]);
-    }
+    for (const [k, v] of Object.entries(m.metrics || {})) rows.push([metricLabel(k), metricValue(k, v)]);
     const dl = $("model-info");
     dl.replaceChildren();
     for (const [k, v] of rows) {
@@ -223,15 +240,33 @@ async function predictFile(file) {
     const n = result.faces.length;
     setStatus(`${n} face${n === 1 ? "" : "s"} · ${result.image.width}×${result.image.height} · ` +
       `${Math.round(performance.now() - t0)} ms`);
+    lastFile = file;
   } catch (e) {
-    state.faces = [];
-    renderFaces(); renderChart();
+    clearPhoto(); // the error only: no broken image, no "No face found" for a picture that was not read
+    if (e.status === 401) lastFile = file; // sent again once the key is given
     setStatus("");
     showError(e.message);
   }
-  lastFile = file;
 }
 let lastFile = null;
+
+function clearPhoto() {
+  state.faces = [];
+  state.selected = 0;
+  lastFile = null;
+  $("overlay").replaceChildren();
+  $("photo").removeAttribute("src");
+  $("photo").hidden = true;
+  $("media").hidden = true;
+  $("dropzone").hidden = false;
+  $("stage").classList.remove("has-media");
+  $("face-count").textContent = "";
+  const li = document.createElement("li");
+  li.className = "muted";
+  li.textContent = "No image yet.";
+  $("faces").replaceChildren(li);
+  renderChart();
+}
 
 // ------------------------------------------------------------------ webcam mode
 // Live video asks for the fast detector (upright faces, several frames/s); photos use the server's default.
