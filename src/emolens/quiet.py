@@ -123,8 +123,10 @@ def filtered_stderr() -> Iterator[None]:
     os.close(write_fd)
     pump = threading.Thread(target=_pump, args=(read_fd, terminal), name="emolens-stderr", daemon=True)
     pump.start()
-    sys.stderr = io.TextIOWrapper(io.FileIO(os.dup(terminal), "w"), encoding=old.encoding,
-                                  errors="backslashreplace", line_buffering=True, write_through=True)
+    # Buffered and flushed at each newline (as Python's own stderr is): ``print`` writes its text and its
+    # end separately, and the pump's lines must not land between the two.
+    sys.stderr = io.TextIOWrapper(io.BufferedWriter(io.FileIO(os.dup(terminal), "w")), encoding=old.encoding,
+                                  errors="backslashreplace", line_buffering=True)
     try:
         yield
     finally:
