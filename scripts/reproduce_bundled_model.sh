@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Rebuild the bundled model from scratch (needs: pip install '.[train]'):
+# Rebuild member B from scratch, the bundled model of before (models/members/emolens-fer-vgg-s.onnx; its int8 copy
+# is in today's default and accurate ensembles: scripts/build_bundled_models.sh). Needs: pip install '.[train]'.
 #   1. train vgg_s on FER2013 train for 30 epochs (warm-up + cosine), keeping the best val epoch;
 #   2. a second 15-epoch cosine cycle starting from those weights (a warm restart);
 #   3. export with test-time augmentation (mirror image, and a 1.1x wider crop), measure it on val
-#      through ONNX Runtime, and store the measured metrics in the bundled model.
+#      through ONNX Runtime, and store the measured metrics in the model.
 #   bash scripts/reproduce_bundled_model.sh [DATA]
 set -euo pipefail
 DATA=${1:-../shared/datasets/fer2013}
@@ -13,4 +14,4 @@ emolens train --config configs/fer2013_vgg_s_restart.json --data "$DATA"
 TTA=(--tta-hflip --tta-scales 1.0 1.1 --name emolens-fer-vgg-s)
 emolens export "$RUN" "${TTA[@]}" --out "$RUN/bundle.onnx" --force
 emolens evaluate "$RUN/bundle.onnx" --data "$DATA" --split val --out "$RUN/eval"
-emolens export "$RUN" "${TTA[@]}" --metrics "$RUN/eval/report.json" --out src/emolens/assets/emolens-fer-vgg-s.onnx --force
+emolens export "$RUN" "${TTA[@]}" --metrics "$RUN/eval/report.json" --out models/members/emolens-fer-vgg-s.onnx --force

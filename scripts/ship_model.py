@@ -1,13 +1,16 @@
 """Make a model ready to ship in the package: calibrated on FER2013 val, named, and carrying its figures.
 
     python scripts/ship_model.py MODEL.onnx --name emolens-NAME --out src/emolens/assets/FILE.onnx
-                                 [--fer ../shared/datasets/fer2013] [--wild ../shared/datasets/wild]
+                                 [--class-bias] [--fer ../shared/datasets/fer2013] [--wild ../shared/datasets/wild]
 
-1. Fit the softmax temperature on all of FER2013 val (``emolens calibrate``): the copy stores val accuracy,
+1. Fit the softmax temperature (``--class-bias``: and a bias per class) on all of FER2013 val (``emolens
+   calibrate``): the copy stores val accuracy,
    macro-F1, ECE and the cross-fitted ECE at that temperature.
 2. Store, as ``val_sample_accuracy``, the accuracy on the first 20 val faces of each class (the shipped-model
    test reproduces it), and the wild val figures: as crops and end to end with the default detector.
-3. Write ``--out`` with ``--name`` (never over an existing file: remove the old one first, on purpose).
+3. A model without a landmark template (an ensemble, a net exported from a checkpoint) gets FER2013's:
+   every emolens net here was trained on FER2013's framing.
+4. Write ``--out`` with ``--name`` (never over an existing file: remove the old one first, on purpose).
 
 Prints every figure it stores.
 """
@@ -19,6 +22,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import onnx
+
+from emolens.align import FER2013_TEMPLATE
+from emolens.classify import Classifier
 from emolens.evaluation.calibration import calibrate_model
 from emolens.evaluation.metrics import evaluate_model
 from emolens.training.export import restamp
@@ -34,14 +41,16 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--fer", type=Path, default=SHARED / "fer2013")
     ap.add_argument("--wild", type=Path, default=SHARED / "wild")
+    ap.add_argument("--class-bias", action="store_true", help="calibrate a bias per class too (emolens calibrate)")
     args = ap.parse_args()
     if args.out.exists():
         print(f"ship_model.py: error: {args.out} exists; remove it first if it is to be replaced", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         cal = Path(tmp) / "calibrated.onnx"
-        r = calibrate_model(args.model, args.fer, "val", out=cal)
-        print(f"temperature {r['temperature']:.4f}: ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f} "
+        r = calibrate_model(args.model, args.fer, "val", out=cal, class_bias=args.class_bias)
+        print(f"temperature {r['temperature']:.4f}, bias {r['logit_bias']}: "
+              f"ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f} "
               f"(cross-fitted {r['ece_cross_fitted']:.4f}); val accuracy {r['accuracy_after']:.4f}")
         sample = evaluate_model(cal, args.fer, "val", limit_per_class=SAMPLE_PER_CLASS).report
         crops = evaluate_model(cal, args.wild, "val").report
@@ -56,7 +65,14 @@ def main() -> int:
         for k, v in metrics.items():
             print(f"{k}: {v}")
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        print(f"wrote {restamp(cal, args.out, name=args.name, metrics=metrics)}")
+        framed = Path(tmp) / "framed.onnx"
+        proto = onnx.load(str(cal))
+        meta = Classifier(cal).meta
+        if meta.landmark_template is None:
+            meta.landmark_template = [list(p) for p in FER2013_TEMPLATE]
+        meta.write_to(proto)
+        onnx.save(proto, str(framed))
+        print(f"wrote {restamp(framed, args.out, name=args.name, metrics=metrics)}")
     return 0
 
 

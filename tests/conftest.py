@@ -29,16 +29,17 @@ def fer_root() -> Path:
 
 @pytest.fixture
 def with_temperature():
-    """``make(src, dst, temperature) -> dst``: a copy of an emolens ONNX model whose metadata says
-    softmax(logits / temperature), as `emolens calibrate` writes (``temperature=1``: the raw softmax)."""
+    """``make(src, dst, temperature, bias=None) -> dst``: a copy of an emolens ONNX model whose metadata says
+    softmax(logits / temperature + bias), as `emolens calibrate` writes (``temperature=1``, no bias: the raw
+    softmax)."""
 
-    def make(src, dst, temperature: float) -> Path:
+    def make(src, dst, temperature: float, bias: list[float] | None = None) -> Path:
         import onnx
 
         from emolens.classify import Classifier
 
         clf = Classifier(src)
-        clf.meta.temperature = temperature
+        clf.meta.temperature, clf.meta.logit_bias = temperature, bias
         proto = onnx.load(str(clf.path))
         clf.meta.write_to(proto)
         onnx.save(proto, str(dst))

@@ -13,6 +13,7 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
+from emolens.classify import Classifier  # noqa: E402
 from emolens.cli import main  # noqa: E402
 from emolens.evaluation.metrics import calibration, classification_metrics, confused_pairs  # noqa: E402
 from emolens.evaluation.plots import most_confident_mistakes  # noqa: E402
@@ -94,7 +95,7 @@ def test_evaluate_refuses_to_overwrite_a_report_unless_forced(bundled_eval, fer_
 
 
 def test_compare_puts_runs_side_by_side(bundled_eval, fer_root, tmp_path, capsys):
-    """The bundled model against its bundled int8 copy (`evaluate fast`)."""
+    """The default model against the fast one (`evaluate fast`)."""
     other = tmp_path / "other"
     assert main(["evaluate", "fast", "--data", str(fer_root), "--limit-per-class", "4", "--out", str(other),
                  "--force"]) == 0
@@ -105,7 +106,8 @@ def test_compare_puts_runs_side_by_side(bundled_eval, fer_root, tmp_path, capsys
     assert str(bundled_eval) in table and "val (84)" in table and "val (28)" in table
     assert main(["compare", "--json", str(bundled_eval), str(other)]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["n"] for r in rows] == [84, 28] and [r["architecture"] for r in rows] == ["vgg_s", "vgg_s"]
+    archs = [Classifier(m).meta.architecture for m in ("default", "fast")]
+    assert [r["n"] for r in rows] == [84, 28] and [r["architecture"] for r in rows] == archs
     assert rows[1]["size_mb"] < rows[0]["size_mb"] / 3  # int8
 
 

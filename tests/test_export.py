@@ -18,12 +18,15 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-from emolens.classify import Classifier, default_model_path  # noqa: E402
+from emolens.classify import Classifier  # noqa: E402
 from emolens.cli import main  # noqa: E402
 from emolens.training.data import MANIFEST_NAME, load_folder_split  # noqa: E402
 from emolens.training.export import load_checkpoint, parity  # noqa: E402
 
 PER_CLASS = 60
+# One float vgg_s net with emolens metadata (the default model of before, kept as a member of today's ensembles):
+# the bundled models are int8 ensembles, which neither quantize again nor stand for a single exported net.
+VGG_S = Path(__file__).resolve().parents[1] / "models" / "members" / "emolens-fer-vgg-s.onnx"
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +104,7 @@ def test_parity_detects_a_model_that_differs(binary_run, flat_happy_sad):
 @pytest.mark.slow
 def test_int8_of_the_bundled_model_keeps_its_accuracy(fer_root, tmp_path, capsys):
     out = tmp_path / "bundled.int8.onnx"
-    args = ["export", str(default_model_path()), "--int8", "--data", str(fer_root), "--out", str(out),
+    args = ["export", str(VGG_S), "--int8", "--data", str(fer_root), "--out", str(out),
             "--calib-per-class", "10", "--val-per-class", "15"]
     assert main(args) == 0
     res = json.loads(out.with_suffix(".json").read_text())
@@ -109,7 +112,7 @@ def test_int8_of_the_bundled_model_keeps_its_accuracy(fer_root, tmp_path, capsys
     # 7-bit weights: with 8-bit ones, ONNX Runtime's int8 kernels on CPUs without VNNI (AVX2 only)
     # overflow, and the copy agreed with the float model on only 88% of these faces (max diff 0.6)
     assert abs(res["accuracy_change"]) <= 0.04 and res["agreement"] >= 0.95 and res["max_prob_diff"] < 0.25
-    assert Classifier(out).labels == Classifier().labels
+    assert Classifier(out).labels == Classifier(VGG_S).labels
     assert "1 thread, ms per face" in capsys.readouterr().out
     assert main(args) == 2  # the second time it refuses to replace the file
     assert "already exists" in capsys.readouterr().err
@@ -120,10 +123,10 @@ def test_int8_of_the_bundled_model_keeps_its_accuracy(fer_root, tmp_path, capsys
     back = tmp_path / "back.onnx"
     run = [sys.executable, str(script), str(out), str(back)]
     assert subprocess.run(run, capture_output=True, text=True).returncode == 0
-    faces = load_folder_split(fer_root, "val", classes=Classifier().labels, limit_per_class=8).images
+    faces = load_folder_split(fer_root, "val", classes=Classifier(VGG_S).labels, limit_per_class=8).images
     p8, pf = Classifier(out).predict_proba(list(faces)), Classifier(back).predict_proba(list(faces))
-    p32 = Classifier().predict_proba(list(faces))
-    assert Classifier(back).meta.labels == Classifier().labels
+    p32 = Classifier(VGG_S).predict_proba(list(faces))
+    assert Classifier(back).meta.labels == Classifier(VGG_S).labels
     assert np.abs(pf - p32).max() < 0.1 and (pf.argmax(1) == p32.argmax(1)).mean() >= 0.95
     assert np.abs(pf - p8).max() < 0.25
     again = subprocess.run(run, capture_output=True, text=True)
@@ -133,10 +136,10 @@ def test_int8_of_the_bundled_model_keeps_its_accuracy(fer_root, tmp_path, capsys
 @pytest.mark.parametrize("case", ["onnx-without-int8", "no-data", "no-checkpoint"])
 def test_export_bad_input(case, tmp_path, capsys):
     if case == "onnx-without-int8":
-        args, expected = ["export", str(default_model_path())], "already an ONNX model; pass --int8"
+        args, expected = ["export", str(VGG_S)], "already an ONNX model; pass --int8"
     elif case == "no-data":
         model = tmp_path / "m.onnx"
-        shutil.copy(default_model_path(), model)
+        shutil.copy(VGG_S, model)
         args, expected = ["export", str(model), "--int8"], "give --data"
     else:
         args, expected = ["export", str(tmp_path)], "no checkpoint"
@@ -148,7 +151,7 @@ def test_export_bad_input(case, tmp_path, capsys):
 def test_metrics_and_name_go_into_a_copy_of_an_onnx_model(tmp_path, capsys):
     """The last step of shipping a model: store the evaluation of the final (quantized, calibrated)
     model in a copy of it; the input stays as it was."""
-    src = default_model_path()
+    src = VGG_S
     before = src.read_bytes()
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"split": "val", "accuracy": 0.70123, "macro_f1": 0.6789,
@@ -205,7 +208,7 @@ def test_ensemble_of_two_runs_is_one_model_with_the_mean_probability(binary_run,
 def test_ensemble_needs_out_and_matching_members(binary_run, tmp_path, capsys):
     assert main(["export", str(binary_run), str(binary_run)]) == 2
     assert "needs --out" in capsys.readouterr().err
-    assert main(["export", str(binary_run), str(default_model_path()), "--out", str(tmp_path / "e.onnx")]) == 2
+    assert main(["export", str(binary_run), str(VGG_S), "--out", str(tmp_path / "e.onnx")]) == 2
     assert "an ensemble is made of checkpoints" in capsys.readouterr().err
     # a member trained on other labels
     ck = torch.load(binary_run / "best.pt", weights_only=False)
@@ -220,12 +223,12 @@ def test_ensemble_needs_out_and_matching_members(binary_run, tmp_path, capsys):
 def test_ensemble_of_onnx_models_averages_their_calibrated_probabilities(fer_root, tmp_path, capsys,
                                                                          with_temperature):
     """Only .onnx files left (the runs are gone): the ensemble is still one model of the mean probability,
-    each member softened by its own temperature."""
-    warm = with_temperature(default_model_path(), tmp_path / "t2.onnx", 2.0)
+    each member softened by its own temperature and shifted by its own bias per class (`calibrate --class-bias`)."""
+    warm = with_temperature(VGG_S, tmp_path / "t2.onnx", 2.0, bias=[0.5, -1.0, 0.0, 0.3, 0.0, 0.2, 0.0])
     out = tmp_path / "ens.onnx"
-    assert main(["export", str(default_model_path()), str(warm), "--out", str(out), "--name", "pair"]) == 0
+    assert main(["export", str(VGG_S), str(warm), "--out", str(out), "--name", "pair"]) == 0
     assert "ensemble of 2 models" in capsys.readouterr().out
-    ens, a, b = Classifier(out), Classifier(default_model_path()), Classifier(warm)
+    ens, a, b = Classifier(out), Classifier(VGG_S), Classifier(warm)
     assert ens.labels == a.labels and ens.meta.name == "pair" and ens.meta.temperature == 1.0
     assert ens.meta.architecture == "ensemble(vgg_s+vgg_s)"
     assert ens.meta.tta_hflip == a.meta.tta_hflip and ens.meta.tta_scales == a.meta.tta_scales
@@ -236,7 +239,7 @@ def test_ensemble_of_onnx_models_averages_their_calibrated_probabilities(fer_roo
 
 
 def test_ensemble_of_onnx_models_bad_input(binary_run, tmp_path, capsys):
-    bundled = str(default_model_path())
+    bundled = str(VGG_S)
     out = tmp_path / "ens.onnx"
     assert main(["export", bundled, bundled]) == 2
     assert "needs --out" in capsys.readouterr().err
@@ -256,7 +259,7 @@ def test_ensemble_of_onnx_models_bad_input(binary_run, tmp_path, capsys):
 
 
 def test_ensemble_of_onnx_models_takes_the_views_asked_for(tmp_path, capsys):
-    bundled = str(default_model_path())
+    bundled = str(VGG_S)
     assert Classifier(bundled).meta.tta_hflip  # the members average mirror images
     out = tmp_path / "one_view.onnx"
     assert main(["export", bundled, bundled, "--tta-scales", "1.0", "--out", str(out)]) == 0

@@ -22,6 +22,7 @@ import pytest
 
 from bad_inputs import corpus_bytes
 from emolens import EmotionRecognizer
+from emolens.classify import Classifier
 from emolens.server.launch import serve_subprocess
 
 API_KEY = "test-key-" + uuid.uuid4().hex[:8]
@@ -121,7 +122,7 @@ def test_health_and_model_card(server):
     assert st == 200 and data["status"] == "ok" and data["api_key_required"] is False
     st, m, _ = call(server, "GET", "/v1/model")
     assert st == 200
-    assert m["id"] == "emolens-fer-vgg-s" == data["model"]
+    assert m["id"] == Classifier("default").meta.name == data["model"]
     assert m["labels"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
     assert m["input_size"] == 48 and m["channels"] == 1
     assert 0.5 < m["metrics"]["val_accuracy"] < 1  # the numbers from the model card, stored in the model
@@ -132,7 +133,7 @@ def test_predict_multipart_matches_the_library(server, photos_dir, group):
     body, headers = multipart(("file", "group_six.jpg", group, "image/jpeg"))
     st, data, _ = call(server, "POST", "/v1/predict", body, headers)
     assert st == 200, data
-    assert data["model"] == "emolens-fer-vgg-s"
+    assert data["model"] == Classifier("default").meta.name
     assert data["image"] == {"name": "group_six.jpg", "width": 1280, "height": 886}
     expected = [f.to_dict() for f in EmotionRecognizer().predict(photos_dir / "group_six.jpg")]
     assert len(expected) >= 4

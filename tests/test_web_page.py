@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+from emolens.classify import Classifier
 from emolens.server.launch import serve_subprocess
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -71,9 +72,10 @@ def test_upload_shows_boxes_and_bar_chart(browser_context, photos_dir, tmp_path)
         page.on("request", lambda r: requests.append(r.url))
         page.goto(server.url + "/")
         page.wait_for_selector("#model-info dd")  # the model card was loaded from /v1/model
-        assert page.inner_text("#model-chip") == "emolens-fer-vgg-s"
+        assert page.inner_text("#model-chip") == Classifier("default").meta.name
         info = page.inner_text("#model-info")
-        assert "Accuracy (val)" in info and "Macro F1 (val)" in info and "ECE (val)\n0.018" in info, info
+        ece = Classifier("default").meta.metrics["val_ece"]
+        assert "Accuracy (val)" in info and "Macro F1 (val)" in info and f"ECE (val)\n{ece:.3f}" in info, info
 
         page.set_input_files("#file-input", str(photos_dir / "group_six.jpg"))
         page.wait_for_selector(".face-box", timeout=60_000)

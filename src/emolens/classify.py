@@ -17,12 +17,18 @@ import numpy as np
 
 from .modelmeta import META_KEY, ModelMeta
 
-DEFAULT_MODEL = "emolens-fer-vgg-s.onnx"
-"""File name of the model bundled in ``emolens/assets``."""
+DEFAULT_MODEL = "emolens-wild-ens3-int8.onnx"
+"""File name of the default model in ``emolens/assets``."""
 
-BUNDLED_MODELS = {"default": DEFAULT_MODEL, "fast": "emolens-fer-vgg-s-int8.onnx"}
-"""The models that ship in ``emolens/assets``, by the name that selects them (``--model fast``): ``fast`` is
-the int8 copy of the default model (same views, a quarter of the size, faster on one core)."""
+BUNDLED_MODELS = {
+    "default": DEFAULT_MODEL,
+    "fast": "emolens-wild-vgg-s-int8.onnx",
+    "accurate": "emolens-ens5-int8.onnx",
+}
+"""The models that ship in ``emolens/assets``, by the name that selects them (``--model fast``), chosen by the
+rule in the model card: ``default`` (three int8 nets, two views), ``fast`` (one int8 net, two views, about a
+quarter of the default's time, for video) and ``accurate`` (five int8 nets, four views, about 3.6× the
+default's time)."""
 
 
 MAX_BATCH = 32
@@ -82,8 +88,8 @@ class Classifier:
     """An ONNX emotion model and its preprocessing.
 
     Args:
-        model: path to an ``.onnx`` file exported by emolens; ``None`` or ``"default"`` = the bundled
-            model, ``"fast"`` = its bundled int8 copy (:data:`BUNDLED_MODELS`).
+        model: path to an ``.onnx`` file exported by emolens; ``None`` or ``"default"`` = the default
+            model; ``"fast"`` and ``"accurate"`` = the other bundled models (:data:`BUNDLED_MODELS`).
         threads: intra-op threads for ONNX Runtime (``None`` = its default, all cores).
 
     >>> clf = Classifier()
@@ -154,13 +160,15 @@ class Classifier:
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities for an already preprocessed N×C×S×S batch (with the model's mirror TTA
-        and softmax temperature): what :meth:`predict_proba` gives for the crops behind ``x``."""
-        return softmax_views(self.view_logits(x), self.meta.temperature)
+        and calibration): what :meth:`predict_proba` gives for the crops behind ``x``."""
+        return softmax_views(self.view_logits(x), self.meta.temperature, self.meta.logit_bias)
 
 
-def softmax_views(z: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """N×V×K logits of V views -> N×K probabilities: softmax(z / temperature) of each view, averaged."""
+def softmax_views(z: np.ndarray, temperature: float = 1.0, bias: np.ndarray | list[float] | None = None) -> np.ndarray:
+    """N×V×K logits of V views -> N×K probabilities: softmax(z / temperature + bias) of each view, averaged."""
     z = z.astype(np.float64) / temperature
+    if bias is not None:
+        z = z + np.asarray(bias, np.float64)
     z -= z.max(axis=-1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)

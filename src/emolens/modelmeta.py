@@ -8,6 +8,7 @@ writing it (at export) uses the ``onnx`` package.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,7 +24,7 @@ class ModelMeta:
     mean: float | list[float] = 0.5  # pixel/255 -> (x - mean) / std; one value, or one per channel (ImageNet)
     std: float | list[float] = 0.25
     architecture: str = ""
-    temperature: float = 1.0  # softmax(logits / temperature)
+    temperature: float = 1.0  # softmax(logits / temperature + logit_bias)
     crop_margin: float = 0.0  # widen detector boxes by this fraction per side before classifying
     tta_hflip: bool = False  # average the probabilities of each crop and its mirror image
     tta_scales: list[float] = field(default_factory=lambda: [1.0])  # crop sizes (× the face box) to average
@@ -31,6 +32,8 @@ class ModelMeta:
     metrics: dict[str, Any] = field(default_factory=dict)
     # where the training faces have their 5 landmarks, as fractions of the crop (x, y); None = FER2013's framing
     landmark_template: list[list[float]] | None = None
+    # one number per label added to the logits after the temperature (calibration); None = no bias
+    logit_bias: list[float] | None = None
     format: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -56,6 +59,10 @@ class ModelMeta:
         t = self.landmark_template
         if t is not None and (len(t) != 5 or any(len(p) != 2 or not all(-1 <= float(v) <= 2 for v in p) for p in t)):
             raise ValueError("model metadata: 'landmark_template' must be 5 (x, y) points, fractions of the crop")
+        b = self.logit_bias
+        if b is not None and (not isinstance(b, list) or len(b) != len(self.labels)
+                              or not all(isinstance(v, int | float) and math.isfinite(v) for v in b)):
+            raise ValueError(f"model metadata: 'logit_bias' must be {len(self.labels)} finite numbers, one per label")
         for name in ("mean", "std"):
             v = getattr(self, name)
             if isinstance(v, list) and len(v) == 1:

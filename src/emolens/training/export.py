@@ -153,8 +153,9 @@ def ensemble_onnx(models: list[str | os.PathLike], out: str | os.PathLike, *, na
     """Several exported emolens models -> one ONNX model of their mean probability.
 
     For models whose training runs are gone (only the ``.onnx`` is left) or were quantized: the
-    output is ``log(mean_i softmax(z_i / T_i))`` with each member's own calibrated temperature
-    ``T_i``, so softmax(output) is the mean, as :class:`Ensemble` does for checkpoints. Members must
+    output is ``log(mean_i softmax(z_i / T_i + b_i))`` with each member's own calibration (temperature
+    ``T_i`` and, where it has one, bias per class ``b_i``), so softmax(output) is the mean, as
+    :class:`Ensemble` does for checkpoints. Members must
     share labels, input size, channels, normalisation and crop margin. The test-time views are
     ``tta_hflip`` / ``tta_scales`` when given, else the members' (which must then agree); ``metrics``
     (e.g. the ensemble's own evaluation) go into its metadata."""
@@ -193,8 +194,13 @@ def ensemble_onnx(models: list[str | os.PathLike], out: str | os.PathLike, *, na
         inits.extend(g.initializer)
         t = f"m{i}/temperature"
         inits.append(onnx.numpy_helper.from_array(np.array(m.temperature, np.float32), t))
-        nodes += [helper.make_node("Div", [g.output[0].name, t], [f"m{i}/scaled"]),
-                  helper.make_node("Softmax", [f"m{i}/scaled"], [f"m{i}/probs"], axis=-1)]
+        nodes.append(helper.make_node("Div", [g.output[0].name, t], [f"m{i}/scaled"]))
+        scaled = f"m{i}/scaled"
+        if m.logit_bias is not None:  # a member calibrated with a bias per class keeps it
+            inits.append(onnx.numpy_helper.from_array(np.array(m.logit_bias, np.float32), f"m{i}/bias"))
+            nodes.append(helper.make_node("Add", [scaled, f"m{i}/bias"], [f"m{i}/biased"]))
+            scaled = f"m{i}/biased"
+        nodes.append(helper.make_node("Softmax", [scaled], [f"m{i}/probs"], axis=-1))
         probs.append(f"m{i}/probs")
     inits += [onnx.numpy_helper.from_array(np.array(1.0 / len(models), np.float32), "ensemble/weight"),
               onnx.numpy_helper.from_array(np.array(1e-12, np.float32), "ensemble/floor")]
