@@ -164,12 +164,14 @@ class Classifier:
         return softmax_views(self.view_logits(x), self.meta.temperature, self.meta.logit_bias)
 
 
-def softmax_views(z: np.ndarray, temperature: float = 1.0, bias: np.ndarray | list[float] | None = None) -> np.ndarray:
-    """N×V×K logits of V views -> N×K probabilities: softmax(z / temperature + bias) of each view, averaged."""
+def softmax_views(z: np.ndarray, temperature: float = 1.0, bias: np.ndarray | list[float] | None = None,
+                  dtype: type = np.float32) -> np.ndarray:
+    """N×V×K logits of V views -> N×K probabilities: softmax(z / temperature + bias) of each view, averaged
+    (computed in float64, returned as ``dtype``)."""
     z = z.astype(np.float64) / temperature
     if bias is not None:
         z = z + np.asarray(bias, np.float64)
     z -= z.max(axis=-1, keepdims=True)
     p = np.exp(z)
     p /= p.sum(axis=-1, keepdims=True)
-    return p.mean(axis=1).astype(np.float32)
+    return p.mean(axis=1).astype(dtype)

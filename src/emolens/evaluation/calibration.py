@@ -52,12 +52,7 @@ def view_logits(rec: EmotionRecognizer, images: np.ndarray, chunk: int = 256) ->
 def nll(z: np.ndarray, y: np.ndarray, temperature: float, bias: np.ndarray | None = None) -> float:
     """Mean negative log-likelihood of ``y`` under softmax(z / T + bias), averaged over the views, in float64
     (the optimiser's finite differences are lost in float32)."""
-    x = z.astype(np.float64) / temperature
-    if bias is not None:
-        x = x + np.asarray(bias, np.float64)
-    x -= x.max(axis=-1, keepdims=True)
-    p = np.exp(x)
-    p = (p / p.sum(axis=-1, keepdims=True)).mean(axis=1)
+    p = softmax_views(z, temperature, bias, dtype=np.float64)
     return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
 
 
