@@ -19,6 +19,7 @@ import onnx
 import torch
 
 from ..modelmeta import ModelMeta
+from .checkpoint import read_checkpoint
 from .zoo import create_model, get_spec
 
 
@@ -83,7 +84,7 @@ def load_checkpoint(path: CheckpointPaths) -> tuple[torch.nn.Module, dict]:
         raise ValueError("no checkpoint given")
     models, cks = [], []
     for p in paths:
-        ck = torch.load(p, map_location="cpu", weights_only=False)
+        ck = read_checkpoint(p)
         model = create_model(ck["config"]["model"], num_classes=len(ck["classes"]))
         model.load_state_dict(ck["model"])
         models.append(model.eval())

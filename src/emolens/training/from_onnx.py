@@ -134,6 +134,7 @@ def save_checkpoint_from_onnx(onnx_path: str | os.PathLike, model_name: str, dat
     """:func:`checkpoint_from_onnx` with the BatchNorm statistics from ``per_class`` training faces of
     ``data``; writes ``out`` (never over an existing file) and returns it with the eval-mode parity (the
     largest difference of any class probability between the checkpoint and the ONNX model, on val faces)."""
+    from .checkpoint import write_checkpoint
     from .export import load_checkpoint, parity, sample_images
 
     out = Path(out)
@@ -145,9 +146,7 @@ def save_checkpoint_from_onnx(onnx_path: str | os.PathLike, model_name: str, dat
                              classes=meta.labels, data=data)
     ck = checkpoint_from_onnx(onnx_path, model_name, train)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(ck, tmp)
-    os.replace(tmp, out)
+    write_checkpoint(out, ck)
     model, _ = load_checkpoint(out)
     val, _ = sample_images(data, "val", size=spec.input_size, channels=spec.channels, per_class=20,
                            classes=meta.labels, data=data)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .augment import AugmentConfig, augment_batch
+from .checkpoint import CheckpointError, read_checkpoint, rng_states, set_rng_states, write_checkpoint
 from .data import MANIFEST_NAME, open_source
 from .distill import Teacher, distillation_loss
 from .zoo import count_params, create_model, get_spec
@@ -364,7 +365,7 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
     if spec.transfer and not cfg.weights:
         log("note: no --weights given, so the base starts from random weights, not ImageNet")
     if cfg.init and not resume:
-        init = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        init = read_checkpoint(cfg.init)
         if init.get("classes") != tr.classes:
             raise ValueError(f"--init {cfg.init}: trained on classes {init.get('classes')}, this data has {tr.classes}")
         model.load_state_dict(init["model"])
@@ -401,7 +402,7 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
             ema.load_state_dict(ck["ema"])
         if "scaler" in ck:
             scaler.load_state_dict(ck["scaler"])
-        _set_rng_states(ck.get("rng") or {"generator": ck["generator"]}, gen, device)
+        set_rng_states(ck.get("rng") or {"generator": ck["generator"]}, gen, device)
         state.update(ck["state"])
         _truncate_history(out / "history.csv", state["epoch"] + 1)  # drop rows of an epoch that never saved
         best_record = state.get("best_record")
@@ -498,7 +499,7 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
         # draws the same batches, augmentations and dropout masks as an uninterrupted one
         extra = {} if ema is None else {"ema": ema.state_dict()}
         _save(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict(),
-              rng=_rng_states(gen, device), state=state, config=asdict(cfg), classes=tr.classes, **extra)
+              rng=rng_states(gen, device), state=state, config=asdict(cfg), classes=tr.classes, **extra)
         if improved:
             _save_best(out / "best.pt", judged, cfg, tr.classes, state["best_record"])
         log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row[1]:.4f} acc {row[2]:.4f} | "
@@ -513,7 +514,7 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
     from .export import export_checkpoint
 
     onnx_path = export_checkpoint(out / "best.pt", out / "model.onnx")
-    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    best = read_checkpoint(out / "best.pt")
     log(f"best val acc {best['val_acc']:.4f} (macro-F1 {best['val_macro_f1']:.4f}, epoch {best['epoch'] + 1}, "
         f"selected on {cfg.select}); exported {onnx_path}")
     return out
@@ -526,11 +527,12 @@ def _resume_checkpoint(out: Path, cfg: TrainConfig) -> dict | None:
     if not path.exists():
         return None
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
+        ck = read_checkpoint(path)
         saved = ck["config"]
-    except Exception as e:  # a foreign or truncated file: pickle, zip, key or runtime errors
-        why = (str(e).splitlines() or [type(e).__name__])[0]
-        raise ValueError(f"--resume: {path} is not a readable emolens checkpoint ({why})") from None
+    except CheckpointError as e:
+        raise ValueError(f"--resume: {e}") from None
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"--resume: {path} is not a readable emolens checkpoint (no {e})") from None
     new = asdict(cfg)
     for key in RESUME_FIXED:
         old, now = saved.get(key), new[key]
@@ -542,26 +544,6 @@ def _resume_checkpoint(out: Path, cfg: TrainConfig) -> dict | None:
     return ck
 
 
-def _rng_states(gen: torch.Generator, device: torch.device) -> dict:
-    """Every random number generator the loop draws from: the run's generator (batch order, augmentation,
-    mixing), torch's global one (dropout; CUDA's on a GPU), and numpy's and Python's (seeded at the start)."""
-    states = {"generator": gen.get_state(), "torch": torch.get_rng_state(), "numpy": np.random.get_state(),
-              "python": random.getstate()}
-    if device.type == "cuda":
-        states["cuda"] = torch.cuda.get_rng_state(device)
-    return states
-
-
-def _set_rng_states(states: dict, gen: torch.Generator, device: torch.device) -> None:
-    gen.set_state(states["generator"])
-    if "torch" in states:  # checkpoints written before the global states were saved have only the generator
-        torch.set_rng_state(states["torch"])
-        np.random.set_state(states["numpy"])
-        random.setstate(states["python"])
-    if "cuda" in states and device.type == "cuda":
-        torch.cuda.set_rng_state(states["cuda"], device)
-
-
 def _save_best(path: Path, judged: torch.nn.Module, cfg: TrainConfig, classes: list[str], record: dict) -> None:
     """best.pt: the judged weights (on the CPU, whatever the training device), their config, classes and val metrics."""
     weights = {k: v.detach().cpu() for k, v in judged.state_dict().items()}
@@ -571,7 +553,7 @@ def _save_best(path: Path, judged: torch.nn.Module, cfg: TrainConfig, classes: l
 def _saved_epoch(path: Path) -> int | None:
     if not path.exists():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False).get("epoch")
+    return read_checkpoint(path).get("epoch")
 
 
 def _ema_model(model: torch.nn.Module, decay: float, device: torch.device) -> torch.optim.swa_utils.AveragedModel:
@@ -622,10 +604,8 @@ def _plot_history(history: Path, out: Path) -> None:
 
 
 def _save(path: Path, **state) -> None:
-    """Write atomically, so a kill mid-save never leaves a broken checkpoint."""
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
+    """Write atomically, so a kill mid-save never leaves a broken checkpoint (tensors and plain values only)."""
+    write_checkpoint(path, state)
 
 
 def _progress(total: int, desc: str):
