@@ -199,7 +199,9 @@ def _run_config(out: Path) -> dict:
         raise CLIError(f"--resume: cannot read {out / 'config.json'} ({e})") from None
     if not isinstance(base, dict):
         raise CLIError(f"--resume: {out / 'config.json'} is not an emolens run config")
-    return base
+    from .training.loop import upgrade_config
+
+    return upgrade_config(base)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -898,7 +900,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help=DATA_HELP + " (with --resume: the run's own)")
     p.add_argument("--config", help="YAML or JSON config (e.g. configs/seed003_cnn.yaml); flags override it")
     p.add_argument("--out", help="run folder to create (default runs/emolens)")
-    p.add_argument("--model", help="architecture name (see `emolens models`)")
+    p.add_argument("--model", help="architecture name (see `emolens models`; default vgg_s, or with --init the "
+                                   "architecture of the model it starts from)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -933,8 +936,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="val metric that picks best.pt (last: the last epoch)")
     p.add_argument("--weights", help="transfer models: 'imagenet' (download) or a local ImageNet state dict (.pth)")
     p.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=None,
-                   help="transfer models: freeze the pretrained base (default) or train it all (--no-freeze)")
-    p.add_argument("--unfreeze-last", type=int, metavar="N", help="transfer models: train the base's last N blocks")
+                   help="freeze the pretrained part: a transfer model's base (default) or, with --init, the conv "
+                        "stages of emolens' own nets (default: train them too); --no-freeze trains it all")
+    p.add_argument("--unfreeze-last", type=int, metavar="N",
+                   help="with the pretrained part frozen, train its last N blocks (own nets: conv stages) anyway")
     p.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
     p.add_argument("--augment", action="append", metavar="KEY=VALUE",
                    help="set one augmentation (repeatable): hflip=true|false, rotate=DEG, shift=FRAC, zoom=FRAC, "
@@ -946,7 +951,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its last.pt with its config.json (flags override options "
                         "that do not change the model or data, e.g. --epochs)")
-    p.add_argument("--init", metavar="CKPT", help="start from this checkpoint's weights with a fresh schedule")
+    p.add_argument("--init", metavar="SOURCE",
+                   help="start from this model's weights with a fresh schedule: default, fast, accurate, an emolens "
+                        ".onnx, a run folder or a .pt; other labels than its own get a new classifier")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="report (JSON, markdown, plots) of a model on a labelled split ([train] extra)")

@@ -14,8 +14,8 @@ a training batch, whose own statistics are close to ``m`` and ``v``, is normalis
 network computes it, so fine-tuning starts from the exported model's accuracy rather than from a jolt.
 
 Layers are matched in order: the model's Conv2d / Linear modules against the graph's Conv / Gemm nodes,
-by weight shape. A quantized (QDQ int8) file must first be turned into a float one
-(``python scripts/dequantize_qdq.py IN.int8.onnx OUT.onnx``).
+by weight shape. A quantized (QDQ int8) file is first turned into a float one (:mod:`.dequantize`); of an
+ensemble, the first member is rebuilt.
 """
 
 from __future__ import annotations
@@ -31,19 +31,43 @@ from ..classify import Classifier
 from .zoo import create_model, get_spec
 
 
-def _graph_weights(path: str | os.PathLike) -> tuple[list[tuple[str, np.ndarray, np.ndarray | None]], dict]:
-    """The (op, weight, bias) of every Conv / Gemm node in graph order, and the other initializers by name."""
+def float_graph(path: str | os.PathLike):
+    """The ONNX graph of an emolens model as float weights, the architecture of the net to rebuild, and the
+    prefix of its nodes: an int8 (QDQ) model is dequantized; an ensemble gives its first member (``m0/``)."""
     import onnx
+
+    from .dequantize import dequantize, is_quantized
+
+    clf = Classifier(path)  # also resolves the bundled names ("default", "fast", ...)
+    meta = clf.meta
+    proto = onnx.load(str(clf.path))
+    if is_quantized(proto):
+        proto = dequantize(proto)
+        if is_quantized(proto):
+            raise ValueError(f"{path}: a dynamically quantized model, which cannot be turned back into float "
+                             "weights; start from its float model")
+    arch, prefix = meta.architecture, ""
+    if arch.startswith("ensemble(") and arch.endswith(")"):
+        arch, prefix = arch[len("ensemble("):-1].split("+")[0], "m0/"
+    return proto, arch, prefix
+
+
+Layer = tuple[str, np.ndarray, np.ndarray | None]
+
+
+def _graph_weights(proto, prefix: str, path: str | os.PathLike) -> tuple[list[Layer], list[list[np.ndarray]]]:
+    """The (op, weight, bias) of every Conv / Gemm node whose outputs start with ``prefix``, in graph order, and
+    the (scale, bias, mean, var) of its BatchNormalization nodes (the head's BatchNorm1d), in order."""
     from onnx import numpy_helper
 
-    proto = onnx.load(str(path))
     g = proto.graph
-    if any(n.op_type in ("DequantizeLinear", "QLinearConv", "ConvInteger") for n in g.node):
-        raise ValueError(f"{path}: a quantized model; turn it into a float one first "
-                         "(python scripts/dequantize_qdq.py IN.int8.onnx OUT.onnx)")
     inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    layers = []
+    layers, norms = [], []
     for n in g.node:
+        if not n.output[0].startswith(prefix):
+            continue
+        if n.op_type == "BatchNormalization" and all(i in inits for i in n.input[1:5]):
+            norms.append([inits[i] for i in n.input[1:5]])
         if n.op_type not in ("Conv", "Gemm"):
             continue
         if n.input[1] not in inits:
@@ -53,7 +77,7 @@ def _graph_weights(path: str | os.PathLike) -> tuple[list[tuple[str, np.ndarray,
             w = w.T
         b = inits.get(n.input[2]) if len(n.input) > 2 and n.input[2] else None
         layers.append((n.op_type, w, b))
-    return layers, inits
+    return layers, norms
 
 
 def _layers(model: nn.Module) -> list[tuple[nn.Module, nn.BatchNorm2d | None]]:
@@ -68,19 +92,22 @@ def _layers(model: nn.Module) -> list[tuple[nn.Module, nn.BatchNorm2d | None]]:
 
 
 @torch.no_grad()
-def checkpoint_from_onnx(onnx_path: str | os.PathLike, model_name: str, images: np.ndarray) -> dict:
+def checkpoint_from_onnx(onnx_path: str | os.PathLike, model_name: str | None, images: np.ndarray) -> dict:
     """A ``best.pt``-style checkpoint (``model``, ``config``, ``classes``) rebuilt from an exported emolens model
-    of architecture ``model_name``; ``images`` (uint8 N×H×W[×C] faces as inference sees them, a few hundred
+    of architecture ``model_name`` (None: the one its metadata names; an int8 model is dequantized first, an
+    ensemble gives its first member); ``images`` (uint8 N×H×W[×C] faces as inference sees them, a few hundred
     training faces) give the BatchNorm statistics. The eval-mode logits match the ONNX model's (checked by
     the caller with :func:`emolens.training.export.parity`)."""
     clf = Classifier(onnx_path)
     meta = clf.meta
+    proto, arch, prefix = float_graph(onnx_path)
+    model_name = model_name or arch
     spec = get_spec(model_name)
     if (spec.input_size, spec.channels) != (meta.input_size, meta.channels):
         raise ValueError(f"{onnx_path}: input {meta.input_size} px × {meta.channels} channel(s) does not fit "
                          f"{model_name} ({spec.input_size} px × {spec.channels})")
     model = create_model(model_name, num_classes=len(meta.labels)).eval()
-    layers, inits = _graph_weights(onnx_path)
+    layers, norms = _graph_weights(proto, prefix, onnx_path)
     mine = _layers(model)
     if len(layers) != len(mine):
         raise ValueError(f"{onnx_path}: {len(layers)} conv/dense layers, {model_name} has {len(mine)}")
@@ -101,11 +128,13 @@ def checkpoint_from_onnx(onnx_path: str | os.PathLike, model_name: str, images: 
             bn.weight.fill_(1.0)
             bn.bias.copy_(bias)
         folded_bias.append(bias)
-    # the other parameters and buffers kept by name (e.g. the head's BatchNorm1d, which the export keeps)
-    state = model.state_dict()
-    for name, value in inits.items():
-        if name in state and tuple(state[name].shape) == tuple(value.shape):
-            state[name].copy_(torch.tensor(value))
+    # the BatchNorm1d the export keeps (the head's), matched in order
+    bn1d = [m for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    if len(norms) != len(bn1d):
+        raise ValueError(f"{onnx_path}: {len(norms)} batch-norm nodes, {model_name} has {len(bn1d)}")
+    for m, (scale, shift, mean, var) in zip(bn1d, norms):
+        for t, v in ((m.weight, scale), (m.bias, shift), (m.running_mean, mean), (m.running_var, var)):
+            t.copy_(torch.tensor(v))
     # measure each conv's output statistics on real faces, then move them into the BatchNorm
     stats: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
     hooks = [mod.register_forward_hook(lambda _m, _i, out, k=k: stats.__setitem__(

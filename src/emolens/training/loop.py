@@ -34,9 +34,24 @@ from .augment import AugmentConfig, augment_batch
 from .checkpoint import CheckpointError, read_checkpoint, rng_states, set_rng_states, write_checkpoint
 from .data import MANIFEST_NAME, open_source
 from .distill import Teacher, distillation_loss
+from .finetune import load_source, resolve_init, source_weights
 from .zoo import count_params, create_model, get_spec
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
+CONFIG_VERSION = 2  # 2: freeze can apply to emolens' own nets (with --init); in 1 it meant transfer models only
+
+
+def upgrade_config(d: dict) -> dict:
+    """A run's saved config as this version reads it: configs of version 1 said ``freeze: true`` for every
+    model, which did nothing to emolens' own nets; now it would freeze them, so it becomes false there."""
+    if isinstance(d, dict) and d.get("config_version", 1) < 2 and d.get("model"):
+        try:
+            transfer = get_spec(d["model"]).transfer
+        except ValueError:
+            return d
+        if not transfer:
+            d = {**d, "freeze": False, "config_version": CONFIG_VERSION}
+    return d
 SCHEDULES = ("cosine", "onecycle", "step", "plateau", "constant")
 SELECT = ("accuracy", "macro_f1", "loss", "last")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
@@ -51,7 +66,7 @@ RESUME_FIXED = ("model", "data", "train_split", "val_split", "split_seed", "spli
 class TrainConfig:
     data: str  # FER2013 CSV, <split>/<class>/* folders or flat <class>/* folders (see training.data)
     out: str = "runs/emolens"
-    model: str = "vgg_s"
+    model: str | None = None  # None = vgg_s, or with --init the architecture of the model it starts from
     train_split: str | None = None  # None = the source's default (train)
     val_split: str | None = None  # None = the source's default (val, else test)
     split_seed: int = 0  # flat class folders / CSV without Usage: the seeded stratified split
@@ -91,12 +106,17 @@ class TrainConfig:
     seed: int = 0
     limit_per_class: int | None = None  # quick runs on a subset
     val_limit_per_class: int | None = None  # None = limit_per_class; 0 = the whole val split (same val for all)
-    init: str | None = None  # start from this checkpoint's weights (a new schedule: fine-tuning, warm restarts)
+    # start from another model's weights (a new schedule: fine-tuning, warm restarts): a run folder, a .pt, an
+    # emolens .onnx or default/fast/accurate; other labels than the source's get a new classifier (finetune.py)
+    init: str | None = None
     weights: str | None = None  # transfer models: "imagenet" (download) or a local ImageNet state dict
-    freeze: bool = True  # transfer models: freeze the pretrained base
-    unfreeze_last: int | None = None  # transfer models: ... except its last N blocks (None = the model's default)
+    # freeze the pretrained part: a transfer model's base (None = yes), or the conv stages of emolens' own nets
+    # started from --init (None = no)
+    freeze: bool | None = None
+    unfreeze_last: int | None = None  # ... except its last N blocks (None = the model's default; implies freeze)
     tensorboard: bool = True
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    config_version: int = CONFIG_VERSION
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
@@ -135,7 +155,8 @@ class TrainConfig:
         if self.teacher is not None and not isinstance(self.teacher, str):
             raise ValueError(f"teacher must be the path of an emolens .onnx model, not {self.teacher!r}")
         self.augment.validate()
-        get_spec(self.model)  # unknown model -> ValueError listing the registry
+        if self.model is not None:
+            get_spec(self.model)  # unknown model -> ValueError listing the registry
 
 
 def _check_keys(d: dict, cls: type, prefix: str) -> None:
@@ -284,14 +305,20 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
 
 def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
     spec = get_spec(cfg.model)
-    kw: dict = {}
     if spec.transfer:
-        kw = {"weights": cfg.weights, "freeze": cfg.freeze}
+        kw: dict = {"weights": cfg.weights, "freeze": cfg.freeze is not False}
         if cfg.unfreeze_last is not None:
             kw["unfreeze_last"] = cfg.unfreeze_last
-    elif cfg.weights or cfg.unfreeze_last is not None:
-        raise ValueError(f"weights/unfreeze_last apply to transfer models only, not {cfg.model}")
-    return create_model(cfg.model, num_classes=num_classes, **kw)
+        return create_model(cfg.model, num_classes=num_classes, **kw)
+    if cfg.weights:
+        raise ValueError(f"weights (ImageNet) apply to transfer models only, not {cfg.model}")
+    model = create_model(cfg.model, num_classes=num_classes)
+    if cfg.freeze or cfg.unfreeze_last is not None:
+        if not cfg.init:
+            raise ValueError(f"freeze/unfreeze_last: {cfg.model} starts from random weights; freezing applies to "
+                             "a model fine-tuned from --init")
+        model.set_trainable(True, cfg.unfreeze_last or 0)
+    return model
 
 
 def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
@@ -319,7 +346,20 @@ def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
 def _train(cfg: TrainConfig, *, resume: bool) -> Path:
     out = Path(cfg.out)
     cfg.validate()
+    init_src = None
+    if cfg.init and not resume:  # the source decides the architecture and the normalisation
+        init_src = resolve_init(cfg.init)
+        if cfg.model is None:
+            cfg.model = init_src.architecture
+        elif cfg.model != init_src.architecture:
+            raise ValueError(f"--init {cfg.init} is a {init_src.architecture}; it cannot start a {cfg.model} (leave "
+                             f"--model out to fine-tune the {init_src.architecture})")
+        if cfg.mean is None and cfg.std is None and init_src.mean is not None:
+            cfg.mean, cfg.std = init_src.mean, init_src.std
+    cfg.model = cfg.model or "vgg_s"
     spec = get_spec(cfg.model)
+    if cfg.freeze is None:  # resolved here, so the written config states it
+        cfg.freeze = spec.transfer
     if cfg.mean is None or cfg.std is None:  # resolved here, so the written config states them
         cfg.mean = list(spec.mean) if cfg.mean is None else cfg.mean
         cfg.std = list(spec.std) if cfg.std is None else cfg.std
@@ -364,12 +404,9 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
     log(f"model: {cfg.model}, {count_params(model):,} parameters ({count_params(model, trainable=True):,} trainable)")
     if spec.transfer and not cfg.weights:
         log("note: no --weights given, so the base starts from random weights, not ImageNet")
-    if cfg.init and not resume:
-        init = read_checkpoint(cfg.init)
-        if init.get("classes") != tr.classes:
-            raise ValueError(f"--init {cfg.init}: trained on classes {init.get('classes')}, this data has {tr.classes}")
-        model.load_state_dict(init["model"])
-        log(f"initialised from {cfg.init}")
+    if init_src is not None:
+        state, source_labels = source_weights(init_src, tr.images)
+        log(load_source(model, state, source_labels, tr.classes, cfg.init))
     teacher = None
     if cfg.teacher:
         teacher = Teacher(cfg.teacher, classes=tr.classes, input_size=spec.input_size, channels=spec.channels,
@@ -528,7 +565,7 @@ def _resume_checkpoint(out: Path, cfg: TrainConfig) -> dict | None:
         return None
     try:
         ck = read_checkpoint(path)
-        saved = ck["config"]
+        saved = upgrade_config(ck["config"])
     except CheckpointError as e:
         raise ValueError(f"--resume: {e}") from None
     except (KeyError, TypeError) as e:

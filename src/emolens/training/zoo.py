@@ -60,7 +60,39 @@ def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
-class VGGNet(nn.Module):
+class _Backbone(nn.Module):
+    """emolens' own nets: ``features`` (conv stages, each ending in a 2×2 max-pool: the blocks of
+    ``unfreeze_last``) and ``head``. Fine-tuning from another model can freeze the stages, as for the transfer
+    models: frozen stages keep their weights and stay in eval mode (their BatchNorm statistics too)."""
+
+    features: nn.Sequential
+
+    def blocks(self) -> list[list[nn.Module]]:
+        out: list[list[nn.Module]] = [[]]
+        for m in self.features:
+            out[-1].append(m)
+            if isinstance(m, nn.MaxPool2d):
+                out.append([])
+        return [b for b in out if b]
+
+    def set_trainable(self, freeze: bool, unfreeze_last: int = 0) -> None:
+        blocks = self.blocks()
+        for i, block in enumerate(blocks):
+            on = not freeze or i >= len(blocks) - unfreeze_last
+            for m in block:
+                for p in m.parameters():
+                    p.requires_grad_(on)
+
+    def train(self, mode: bool = True) -> _Backbone:
+        super().train(mode)
+        for block in self.blocks():
+            if not any(p.requires_grad for m in block for p in m.parameters()):
+                for m in block:
+                    m.eval()
+        return self
+
+
+class VGGNet(_Backbone):
     """VGG-style stack: ``len(widths)`` stages of ``depth`` 3×3 conv-BN-ReLU, each followed by 2×2 max-pool,
     then dropout, a hidden dense layer and the classifier."""
 
@@ -116,7 +148,7 @@ def vgg_m(num_classes: int = 7, **kw) -> nn.Module:
 # state a width, the choice is noted in the docstring.
 
 
-class _Seq(nn.Module):
+class _Seq(_Backbone):
     def __init__(self, features: nn.Module, head: nn.Module) -> None:
         super().__init__()
         self.features, self.head = features, head
