@@ -22,7 +22,7 @@ from .classify import Classifier, ModelError  # noqa: E402
 from .detect import Box, create_detector  # noqa: E402
 from .imageio import ImageError, load_image  # noqa: E402
 from .recognizer import EmotionRecognizer  # noqa: E402
-from .results import Face, ImageResult  # noqa: E402
+from .results import Face, Faces, ImageResult  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -31,6 +31,7 @@ __all__ = [
     "Classifier",
     "EmotionRecognizer",
     "Face",
+    "Faces",
     "ImageError",
     "ImageResult",
     "ModelError",

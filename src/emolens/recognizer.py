@@ -24,7 +24,7 @@ from .imageio import (
     load_image,
 )
 from .output import save_annotated
-from .results import Face, ImageResult
+from .results import Face, Faces, ImageResult
 
 DEFAULT_ALIGN = "none"
 """How faces are cut by default (``--align``); chosen by measurement on the wild val set (README, Alignment)."""
@@ -83,7 +83,7 @@ class EmotionRecognizer:
     def labels(self) -> list[str]:
         return self.classifier.labels
 
-    def predict(self, image: ImageInput, *, detect: bool = True) -> list[Face]:
+    def predict(self, image: ImageInput, *, detect: bool = True) -> Faces:
         """Faces in ``image``, largest first.
 
         Args:
@@ -99,7 +99,7 @@ class EmotionRecognizer:
         bgr = self.load(image)
         return self.predict_bgr(bgr, detect=detect)
 
-    def predict_bgr(self, bgr: np.ndarray, *, detect: bool = True) -> list[Face]:
+    def predict_bgr(self, bgr: np.ndarray, *, detect: bool = True) -> Faces:
         """Like :meth:`predict` for an already decoded uint8 BGR array (no copy, no checks)."""
         return self.classify_boxes(bgr, self.face_boxes(bgr, detect=detect))
 
@@ -150,7 +150,7 @@ class EmotionRecognizer:
         return explain_faces(self.classifier, bgr, faces, crop_margin=self.crop_margin, label=label, method=method,
                              align=self.align, max_faces=max_faces, deadline=deadline)
 
-    def classify_boxes(self, bgr: np.ndarray, boxes: list[Box]) -> list[Face]:
+    def classify_boxes(self, bgr: np.ndarray, boxes: list[Box]) -> Faces:
         """Classify the given face boxes of an image (one batched model call).
 
         Each face is cut as :attr:`align` says (:func:`emolens.align.aligned_crop`); with
@@ -158,11 +158,11 @@ class EmotionRecognizer:
         probabilities are averaged (the views use the real image around the face).
         """
         if not boxes:
-            return []
+            return Faces()
         crops = self.view_crops(bgr, boxes)
         probs = self.classifier.predict_proba(crops).reshape(len(boxes), len(crops) // len(boxes), -1).mean(axis=1)
         labels = self.classifier.labels
-        faces = []
+        faces = Faces()
         for box, p in zip(boxes, probs):
             k = int(np.argmax(p))
             faces.append(Face(box, labels[k], float(p[k]), {lab: float(v) for lab, v in zip(labels, p)}))

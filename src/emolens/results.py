@@ -1,4 +1,5 @@
-"""What recognition returns: one :class:`Face` per face found."""
+"""What recognition returns: one :class:`Face` per face found (a :class:`Faces` list), or an :class:`ImageResult`
+per picture; in Jupyter each shows itself (:mod:`emolens.notebook`)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,21 @@ class Face:
             d["landmarks"] = self.box.landmark_list()
         return d
 
+    def _repr_html_(self) -> str:  # Jupyter: a one-row table
+        from .notebook import faces_html
+
+        return faces_html([self])
+
+
+class Faces(list):
+    """The faces of one picture, largest first (what :meth:`EmotionRecognizer.predict` returns): a plain
+    ``list`` of :class:`Face` that shows itself in Jupyter as a compact table."""
+
+    def _repr_html_(self) -> str:
+        from .notebook import faces_html
+
+        return faces_html(self)
+
 
 @dataclass
 class ImageResult:
@@ -83,3 +99,8 @@ class ImageResult:
         if self.annotate_error is not None:
             d["annotate_error"] = self.annotate_error
         return d
+
+    def _repr_html_(self) -> str:  # Jupyter: the annotated picture (read again from its file) and its table
+        from .notebook import result_html
+
+        return result_html(self)
