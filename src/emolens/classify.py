@@ -89,7 +89,8 @@ class Classifier:
 
     Args:
         model: path to an ``.onnx`` file exported by emolens; ``None`` or ``"default"`` = the default
-            model; ``"fast"`` and ``"accurate"`` = the other bundled models (:data:`BUNDLED_MODELS`).
+            model; ``"fast"`` and ``"accurate"`` = the other bundled models (:data:`BUNDLED_MODELS`);
+            ``"hf://owner/name"`` = a model on the Hugging Face Hub (:mod:`emolens.hub`, the ``[hub]`` extra).
         threads: intra-op threads for ONNX Runtime (``None`` = its default, all cores).
 
     >>> clf = Classifier()
@@ -101,7 +102,15 @@ class Classifier:
         import onnxruntime as ort
 
         name = "default" if model is None else str(model)
-        path = bundled_model_path(name) if name in BUNDLED_MODELS else Path(model)
+        if name.startswith("hf://"):  # a model on the Hugging Face Hub, from its local cache after the first use
+            from .hub import HubError, download
+
+            try:
+                path = download(name)
+            except HubError as e:
+                raise ModelError(str(e)) from None
+        else:
+            path = bundled_model_path(name) if name in BUNDLED_MODELS else Path(model)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         opts = session_options(threads)

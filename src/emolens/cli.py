@@ -36,9 +36,9 @@ from .detect import DEFAULT_DETECTOR, FAST_DETECTOR, available_detectors
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'emolens[train]'"
 
 
-MODEL_HELP = ("an emolens .onnx model, or a bundled one: 'default', 'fast' (about 4× faster, for video) or "
-              "'accurate' (an ensemble, about 3.6× slower) (default: 'default')")
-MODEL_ARG_HELP = "an .onnx model, a run folder, or a bundled model: 'default', 'fast' or 'accurate'"
+MODEL_HELP = ("an emolens .onnx model, hf://owner/name on the Hugging Face Hub, or a bundled one: 'default', "
+              "'fast' (about 4× faster, for video) or 'accurate' (an ensemble, about 3.6× slower) (default: 'default')")
+MODEL_ARG_HELP = "an .onnx model, a run folder, hf://owner/name, or a bundled model: 'default', 'fast' or 'accurate'"
 
 
 class CLIError(Exception):
@@ -496,6 +496,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
           f"wrote {out}" + (f" (its stored {args.split} figures are the input's, less their ECE: T was fitted on "
                             "a sample)" if args.limit_per_class
                             else f" (with its {args.split} figures at this calibration)"))
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from .hub import HubError, push
+
+    try:
+        url = push(args.model, args.repo, private=args.private, token=args.token)
+    except HubError as e:
+        raise CLIError(str(e)) from None
+    print(f"pushed {args.model} to https://huggingface.co/{args.repo}\n{url}\n"
+          f"use it: emolens predict --model hf://{args.repo} photo.jpg")
     return 0
 
 
@@ -1012,6 +1024,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the trainable architectures (training them: [train] extra)")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("push", help="upload a model with its model card to the Hugging Face Hub ([hub] extra)")
+    p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder, an .onnx model or default/fast/accurate")
+    p.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the Hub model repo (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--token", help="a Hub access token (default: the one `hf auth login` saved, or HF_TOKEN)")
+    p.set_defaults(func=cmd_push)
 
     p = sub.add_parser("serve", help="REST API + web page on one server ([serve] extra)")
     p.add_argument("--host", default="127.0.0.1",

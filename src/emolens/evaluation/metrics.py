@@ -143,6 +143,13 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | 
         return None, None
     if str(model) in BUNDLED_MODELS:
         return bundled_model_path(str(model)), None
+    if str(model).startswith("hf://"):
+        from ..hub import HubError, download
+
+        try:
+            return download(str(model)), None
+        except HubError as e:
+            raise FileNotFoundError(str(e)) from None
     p = Path(model)
     if p.is_dir():
         if not (p / "model.onnx").is_file():
