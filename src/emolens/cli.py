@@ -499,6 +499,19 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_gradio(args: argparse.Namespace) -> int:
+    from .classify import ModelError
+    from .gradio_app import launch
+
+    try:
+        launch(args.model, host=args.host, port=args.port, share=args.share, threads=args.threads)
+    except ModelError as e:
+        raise CLIError(str(e)) from None
+    except OSError as e:  # the port is taken, the address is not this machine's ...
+        raise CLIError(f"cannot serve on {args.host}:{args.port or 'a free port'} ({e.strerror or e})") from None
+    return 0
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from .hub import HubError, push
 
@@ -1024,6 +1037,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list the trainable architectures (training them: [train] extra)")
     p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser("gradio", help="the Gradio demo: photo, webcam, bar charts, explanations ([gradio] extra)")
+    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, help="TCP port (default: the first free one from 7860)")
+    p.add_argument("--share", action="store_true", help="also a public gradio.live link (needs the internet)")
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores)")
+    p.set_defaults(func=cmd_gradio)
 
     p = sub.add_parser("push", help="upload a model with its model card to the Hugging Face Hub ([hub] extra)")
     p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder, an .onnx model or default/fast/accurate")
