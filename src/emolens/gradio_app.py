@@ -65,11 +65,10 @@ def _picture_input(gr):
     """An image input that hands over the uploaded file's path without decoding it: emolens' own decoder reads
     it, so a bad file gets emolens' message (Gradio's own decoding would fail first, with a generic error)."""
 
-    class Picture(gr.Image):
-        def preprocess(self, payload):
-            return None if payload is None else payload.path
-
-    return Picture(sources=["upload", "clipboard", "webcam"], type="filepath", label="Photo")
+    picture = gr.Image(sources=["upload", "clipboard", "webcam"], type="filepath", label="Photo")
+    # on the instance, not by subclassing: a gr.Image subclass makes Gradio write a .pyi beside this module
+    picture.preprocess = lambda payload: None if payload is None else payload.path
+    return picture
 
 
 def build_demo(model: str | None = None, *, threads: int | None = None):
