@@ -7,7 +7,7 @@ For ``--n`` FER2013 val faces (stratified over the classes, seeded), each method
 predicted emotion; then one square of a third of the crop's side is filled with the crop's mean
 colour (a different perturbation from the blur the maps are made with) at the map's hottest
 place, its coldest place and 5 random places, and the predicted class's probability is asked
-again through the recogniser's own road (:func:`emolens.explain.region_drops`).
+again through the recogniser's own road (:func:`emolens.evaluation.explain_check.region_drops`).
 A map that means something: top drop > random drop > least drop. The control is the same map
 with its pixels shuffled (a map that knows nothing): its top region is no better than random.
 
@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from emolens import EmotionRecognizer, load_image
-from emolens.explain import Explanation, region_drops
+from emolens.evaluation.explain_check import region_drops
+from emolens.explain import Explanation
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp"}

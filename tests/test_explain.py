@@ -14,7 +14,8 @@ import pytest
 
 from emolens import EmotionRecognizer, load_image
 from emolens.cli import main
-from emolens.explain import bar_entries, output_files, region_drops, saliency
+from emolens.evaluation.explain_check import region_drops
+from emolens.explain import bar_entries, output_files, saliency
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png"}
 ROOT = Path(__file__).resolve().parents[1]

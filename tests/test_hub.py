@@ -18,7 +18,8 @@ import pytest
 pytest.importorskip("huggingface_hub")
 
 from emolens.classify import bundled_model_path  # noqa: E402
-from emolens.hub import HubError, parse, push  # noqa: E402
+from emolens.hub import HubError, parse  # noqa: E402
+from emolens.push import push  # noqa: E402
 
 
 def _put_in_cache(cache: Path, repo: str, files: dict[str, Path | str], revision: str = "main") -> Path:

@@ -513,7 +513,8 @@ def cmd_gradio(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from .hub import HubError, push
+    from .hub import HubError
+    from .push import push
 
     try:
         url = push(args.model, args.repo, private=args.private, token=args.token)

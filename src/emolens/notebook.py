@@ -4,6 +4,7 @@
 
 Plain HTML with the picture inline as a JPEG data URL: no dependency beyond what emolens already needs, and
 the notebook keeps it when saved. Names are escaped; a picture that can no longer be read shows its table.
+(The results call these functions; this module does not import them back.)
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ import base64
 import html
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
-
-from .results import Face, ImageResult
 
 MAX_SIDE = 640
 """The inline picture's longest side in pixels (a notebook cell, not the full photo)."""
@@ -29,7 +29,7 @@ def _row(cells: Sequence[str], tag: str = "td") -> str:
     return "<tr>" + "".join(f"<{tag} {_CELL}>{html.escape(c)}</{tag}>" for c in cells) + "</tr>"
 
 
-def faces_html(faces: Sequence[Face]) -> str:
+def faces_html(faces: Sequence[Any]) -> str:
     """A compact table: face number, emotion, confidence, runner-up, box."""
     if not faces:
         return "<p><i>no face found</i></p>"
@@ -41,7 +41,7 @@ def faces_html(faces: Sequence[Face]) -> str:
     return _TABLE + "".join(rows) + "</table>"
 
 
-def image_html(bgr: np.ndarray, faces: Sequence[Face], alt: str = "") -> str:
+def image_html(bgr: np.ndarray, faces: Sequence[Any], alt: str = "") -> str:
     """The picture with its faces drawn (as ``--annotate`` draws them), at most :data:`MAX_SIDE` pixels."""
     from .draw import annotate
     from .output import encode_image
@@ -58,7 +58,7 @@ def image_html(bgr: np.ndarray, faces: Sequence[Face], alt: str = "") -> str:
     return f'<img src="{src}" alt="{html.escape(alt, quote=True)}" style="max-width:100%"/>'
 
 
-def result_html(result: ImageResult) -> str:
+def result_html(result: Any) -> str:
     """A picture's result: its name, the annotated picture (read again from its file) and the faces' table, or
     the error that stopped it."""
     title = f"<p><b>{html.escape(result.source)}</b></p>"
