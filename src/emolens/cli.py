@@ -11,7 +11,11 @@
     emolens calibrate MODEL --data PATH [--split val] [--out OUT.onnx]                  ([train] extra)
     emolens export RUN [RUN ...] [--out model.onnx] [--int8]                            ([train] extra)
     emolens models
+    emolens gradio [--model M] [--share]                                                ([gradio] extra)
+    emolens push RUN_OR_MODEL --repo OWNER/NAME                                         ([hub] extra)
     emolens serve [--host 127.0.0.1] [--port 8000] [--concurrency N]                     ([serve] extra)
+
+Each verb is two functions side by side: ``add_VERB`` (its options) and ``cmd_VERB`` (a call into the library).
 
 Results are printed on stdout a picture at a time, as each is done; errors are one line each on stderr;
 a progress line goes to stderr on a terminal. Exit codes: 0 done, 1 some input failed, 2 usage error,
@@ -53,6 +57,27 @@ def _need_training():
 
 
 # ----------------------------------------------------------------------------- predict
+def add_predict(sub) -> None:
+    """`emolens predict` and its options."""
+    p = sub.add_parser("predict", help="find faces in images and classify their emotions")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    output_flags(p)
+    p.add_argument("--annotate", metavar="OUT_DIR", help="write annotated copies of the images into this folder")
+    p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
+    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    detector_flags(p, DEFAULT_DETECTOR)
+    p.add_argument("--threads", type=int,
+                   help="CPU threads per model call (default: 1 per worker; all cores with --workers 1)")
+    p.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="pictures worked on at once (default: one per CPU core; 1 with --threads)")
+    p.add_argument("--no-tta", action="store_true",
+                   help="one view per face instead of the model's test-time views (faster, less accurate)")
+    p.add_argument("--no-landmarks", action="store_true", help="no landmark dots in the --annotate images")
+    file_limit_flag(p)
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.set_defaults(func=cmd_predict)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .classify import ModelError
     from .imageio import describe, expand_inputs
@@ -146,6 +171,12 @@ def _align_of(args: argparse.Namespace) -> str:
 
 
 # ----------------------------------------------------------------------------- detectors
+def add_detectors(sub) -> None:
+    """`emolens detectors` and its options."""
+    p = sub.add_parser("detectors", help="list the face detectors and what each is for")
+    p.set_defaults(func=cmd_detectors)
+
+
 def cmd_detectors(args: argparse.Namespace) -> int:
     from .detect import DEFAULT_DETECTOR, FAST_DETECTOR, describe_detectors
 
@@ -202,6 +233,69 @@ def _run_config(out: Path) -> dict:
     from .training.loop import upgrade_config
 
     return upgrade_config(base)
+
+
+def add_train(sub) -> None:
+    """`emolens train` and its options."""
+    p = sub.add_parser("train", help="train a model on FER2013 CSV or image folders ([train] extra)")
+    p.add_argument("--data", help=DATA_HELP + " (with --resume: the run's own)")
+    p.add_argument("--config", help="YAML or JSON config (e.g. configs/seed003_cnn.yaml); flags override it")
+    p.add_argument("--out", help="run folder to create (default runs/emolens)")
+    p.add_argument("--model", help="architecture name (see `emolens models`; default vgg_s, or with --init the "
+                                   "architecture of the model it starts from)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="autocast precision (default auto: bf16 on a GPU or CPU that has it, else fp32 on the CPU "
+                        "and fp16 with loss scaling on a GPU; fp16 needs a GPU)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                   help="where to train (default auto: cuda when torch sees a GPU, else cpu)")
+    p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="default adamw (sgd: momentum 0.9)")
+    p.add_argument("--schedule", choices=["cosine", "onecycle", "step", "plateau", "constant"],
+                   help="learning-rate schedule (default cosine with warm-up = onecycle)")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA), e.g. 0.2 (default off)")
+    p.add_argument("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA), e.g. 1 (default off)")
+    p.add_argument("--ema", type=float, metavar="DECAY",
+                   help="validate, keep and export a moving average of the weights, e.g. 0.999 (default off)")
+    p.add_argument("--teacher", metavar="MODEL.onnx",
+                   help="knowledge distillation: an emolens .onnx model (one net or an ensemble) whose probabilities "
+                        "the model learns from as well as the labels")
+    p.add_argument("--distill", type=float, metavar="ALPHA",
+                   help="with --teacher: weight of the teacher's term, 0-1 (default 0.5; the labels get 1 - ALPHA)")
+    p.add_argument("--distill-temperature", type=float, metavar="TAU",
+                   help="with --teacher: softmax temperature of the comparison (default 2)")
+    p.add_argument("--class-weights", choices=["balanced", "sqrt"],
+                   help="weight the loss by inverse class frequency (sqrt: by its square root, milder)")
+    p.add_argument("--sampler", choices=["shuffle", "balanced"], help="balanced: draw every class equally often")
+    p.add_argument("--patience", type=int, help="early stopping: epochs without a better val metric (0 = off)")
+    p.add_argument("--select", choices=["accuracy", "macro_f1", "loss", "last"],
+                   help="val metric that picks best.pt (last: the last epoch)")
+    p.add_argument("--weights", help="transfer models: 'imagenet' (download) or a local ImageNet state dict (.pth)")
+    p.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=None,
+                   help="freeze the pretrained part: a transfer model's base (default) or, with --init, the conv "
+                        "stages of emolens' own nets (default: train them too); --no-freeze trains it all")
+    p.add_argument("--unfreeze-last", type=int, metavar="N",
+                   help="with the pretrained part frozen, train its last N blocks (own nets: conv stages) anyway")
+    p.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
+    p.add_argument("--augment", action="append", metavar="KEY=VALUE",
+                   help="set one augmentation (repeatable): hflip=true|false, rotate=DEG, shift=FRAC, zoom=FRAC, "
+                        "shear=DEG, brightness=D, contrast=D, gamma=G, and probabilities per image: erase, and the "
+                        "real-photo ones occlude, blur, downscale, noise, jpeg (after --no-augment: only these)")
+    p.add_argument("--train-split")
+    p.add_argument("--val-split")
+    p.add_argument("--limit-per-class", type=int, help="use only the first N images of each class (quick runs)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last.pt with its config.json (flags override options "
+                        "that do not change the model or data, e.g. --epochs)")
+    p.add_argument("--init", metavar="SOURCE",
+                   help="start from this model's weights with a fresh schedule: default, fast, accurate, an emolens "
+                        ".onnx, a run folder or a .pt; other labels than its own get a new classifier")
+    p.set_defaults(func=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -261,6 +355,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- evaluate
+def add_evaluate(sub) -> None:
+    """`emolens evaluate` and its options."""
+    p = sub.add_parser("evaluate", help="report (JSON, markdown, plots) of a model on a labelled split ([train] extra)")
+    p.add_argument("model", help=MODEL_ARG_HELP)
+    p.add_argument("--data", required=True, help="FER2013 CSV, <split>/<class>/* or flat <class>/* folders")
+    p.add_argument("--split", default="val", help="train, val or test (default: val)")
+    p.add_argument("--limit-per-class", type=int)
+    p.add_argument("--detect", action="store_true",
+                   help="end to end: find the faces in each picture as `emolens predict` does and score the "
+                        "largest (a picture with no face found counts as wrong)")
+    detector_flags(p, DEFAULT_DETECTOR)
+    p.add_argument("--skip-unknown", action="store_true",
+                   help="leave out images of classes the model does not have (else they are an error)")
+    p.add_argument("--out", help="folder for report.json, report.md and the PNGs (default for a run: RUN/eval-SPLIT)")
+    p.add_argument("--force", action="store_true", help="replace an existing report")
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr (shown on a terminal)")
+    p.set_defaults(func=cmd_evaluate)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         from .evaluation.metrics import evaluate_model, resolve_model
@@ -308,6 +421,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise CLIError(str(e)) from None
         print(f"\nwrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     return 0
+
+
+def add_compare(sub) -> None:
+    """`emolens compare` and its options."""
+    p = sub.add_parser("compare", help="several runs' evaluation metrics side by side ([train] extra)")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or report.json files")
+    p.add_argument("--split", help="which evaluation of each run (default: val, else test)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
+    p.set_defaults(func=cmd_compare)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -390,6 +512,29 @@ def _ensemble_onnx(members: list[Path], args: argparse.Namespace) -> int:
     return 0
 
 
+def add_export(sub) -> None:
+    """`emolens export` and its options."""
+    p = sub.add_parser("export", help="export a run's best checkpoint to ONNX with metadata ([train] extra)")
+    p.add_argument("run", nargs="+", metavar="RUN",
+                   help="run folder (uses best.pt), a .pt checkpoint, or an .onnx model (with --int8, or with "
+                        "--metrics/--name and --out: a copy with that metadata); "
+                        "several runs or .onnx models: one ensemble model (mean of their probabilities), needs --out")
+    p.add_argument("--out", help="output .onnx path (default: model.onnx beside the checkpoint)")
+    p.add_argument("--name", help="a name stored in the model's metadata")
+    p.add_argument("--tta-hflip", action="store_true", help="predict with the mean of each face and its mirror image")
+    p.add_argument("--tta-scales", type=float, nargs="+", metavar="S",
+                   help="average crops of these sizes × the face box (e.g. 1.0 1.1)")
+    p.add_argument("--metrics", metavar="REPORT_JSON", help="store these `emolens evaluate` results in the model")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--int8", action="store_true", help="also write an int8-quantized model.int8.onnx (+ .json report)")
+    p.add_argument("--int8-mode", choices=["static", "dynamic"], default="static",
+                   help="static QDQ, calibrated on the train split (default), or dynamic")
+    p.add_argument("--data", help="dataset for the parity/int8 checks (default: the run's own data)")
+    p.add_argument("--calib-per-class", type=int, default=50, help="calibration images per class (default 50)")
+    p.add_argument("--val-per-class", type=int, default=100, help="val images per class for the int8 accuracy")
+    p.set_defaults(func=cmd_export)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     _need_training()
     from .classify import ModelError
@@ -459,6 +604,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_calibrate(sub) -> None:
+    """`emolens calibrate` and its options."""
+    p = sub.add_parser("calibrate", help="fit the softmax temperature on a labelled split; write a calibrated copy")
+    p.add_argument("model", help=MODEL_ARG_HELP)
+    p.add_argument("--data", required=True, help="dataset (FER2013 CSV or folders) with the split to fit on")
+    p.add_argument("--split", default="val", help="split to fit the temperature on (default val)")
+    p.add_argument("--out", help="output .onnx (default: <model>.calibrated.onnx); the input is never changed")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--limit-per-class", type=int, help="use only N images per class")
+    p.add_argument("--class-bias", action="store_true",
+                   help="also fit a bias per class (for a model that predicts some classes too often or too "
+                        "rarely, e.g. trained with class weights); can change labels: see the accuracy printed")
+    p.set_defaults(func=cmd_calibrate)
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     try:
         from .evaluation.calibration import calibrate_model
@@ -499,6 +659,17 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_gradio(sub) -> None:
+    """`emolens gradio` and its options."""
+    p = sub.add_parser("gradio", help="the Gradio demo: photo, webcam, bar charts, explanations ([gradio] extra)")
+    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, help="TCP port (default: the first free one from 7860)")
+    p.add_argument("--share", action="store_true", help="also a public gradio.live link (needs the internet)")
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores)")
+    p.set_defaults(func=cmd_gradio)
+
+
 def cmd_gradio(args: argparse.Namespace) -> int:
     from .classify import ModelError
     from .gradio_app import launch
@@ -512,6 +683,16 @@ def cmd_gradio(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_push(sub) -> None:
+    """`emolens push` and its options."""
+    p = sub.add_parser("push", help="upload a model with its model card to the Hugging Face Hub ([hub] extra)")
+    p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder, an .onnx model or default/fast/accurate")
+    p.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the Hub model repo (created if missing)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--token", help="a Hub access token (default: the one `hf auth login` saved, or HF_TOKEN)")
+    p.set_defaults(func=cmd_push)
+
+
 def cmd_push(args: argparse.Namespace) -> int:
     from .hub import HubError
     from .push import push
@@ -523,6 +704,12 @@ def cmd_push(args: argparse.Namespace) -> int:
     print(f"pushed {args.model} to https://huggingface.co/{args.repo}\n{url}\n"
           f"use it: emolens predict --model hf://{args.repo} photo.jpg")
     return 0
+
+
+def add_models(sub) -> None:
+    """`emolens models` and its options."""
+    p = sub.add_parser("models", help="list the trainable architectures (training them: [train] extra)")
+    p.set_defaults(func=cmd_models)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -568,6 +755,20 @@ def _stream_options(args: argparse.Namespace) -> dict:
     return {"detect_every": args.detect_every, "smoothing": 0.0 if args.no_smooth else args.smooth}
 
 
+def add_video(sub) -> None:
+    """`emolens video` and its options."""
+    p = sub.add_parser("video", help="emotions of the faces in a video: annotated video, CSV, plot")
+    p.add_argument("input", metavar="VIDEO", help="any video file OpenCV can decode")
+    p.add_argument("--out", metavar="VIDEO", help="annotated video (.mp4, .avi, .mkv, .mov, .m4v)")
+    p.add_argument("--csv", metavar="FILE", help="one row per face per recognised frame")
+    p.add_argument("--plot", metavar="IMAGE", help="PNG of each face's emotions over time")
+    p.add_argument("--every", type=_positive_int, default=1, metavar="N", help="recognise every N-th frame")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    stream_flags(p)
+    p.set_defaults(func=cmd_video)
+
+
 def cmd_video(args: argparse.Namespace) -> int:
     from .imageio import describe
     from .video import VideoError, check_outputs, process_video
@@ -598,6 +799,14 @@ def cmd_video(args: argparse.Namespace) -> int:
     return 1 if s.stopped_early else 0
 
 
+def add_webcam(sub) -> None:
+    """`emolens webcam` and its options."""
+    p = sub.add_parser("webcam", help="live window: faces, emotions, confidence bars, fps (q quits)")
+    p.add_argument("--camera", type=int, default=0, help="camera number (default: 0)")
+    stream_flags(p)
+    p.set_defaults(func=cmd_webcam)
+
+
 def cmd_webcam(args: argparse.Namespace) -> int:
     from .video import VideoError, run_webcam
 
@@ -612,6 +821,31 @@ def cmd_webcam(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- explain
+def add_explain(sub) -> None:
+    """`emolens explain` and its options."""
+    p = sub.add_parser("explain", help="heat maps of what drove each face's emotion: overlay, crop and panel PNGs")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--out", default="explanations", metavar="DIR", help="output folder (default: explanations)")
+    p.add_argument("--label", help="explain this emotion instead of each face's predicted one")
+    p.add_argument("--method", choices=["occlusion", "rise", "gradcam"], default="occlusion",
+                   help="occlusion (default), rise, or gradcam (with --checkpoint, [train] extra)")
+    p.add_argument("--checkpoint", metavar="PT", help="PyTorch checkpoint of --model for --method gradcam")
+    p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
+    p.add_argument("--force", action="store_true", help="replace existing output files")
+    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    detector_flags(p, DEFAULT_DETECTOR)
+    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+    p.add_argument("--no-tta", action="store_true",
+                   help="one view per face instead of the model's test-time views (faster, less accurate)")
+    p.add_argument("--max-faces", type=_positive_int, metavar="N",
+                   help="explain only the N largest faces of a picture (default: every face; a map takes about "
+                        "0.7 s a face on one core)")
+    output_flags(p)
+    file_limit_flag(p)
+    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    p.set_defaults(func=cmd_explain)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
     from .classify import ModelError
     from .imageio import describe, expand_inputs
@@ -731,6 +965,44 @@ def _explain_one(rec, path: Path, out: Path, args: argparse.Namespace, method) -
 SERVE_EXTRA_HINT = "this command needs the serving extra: pip install 'emolens[serve]'"
 
 
+def add_serve(sub) -> None:
+    """`emolens serve` and its options."""
+    p = sub.add_parser("serve", help="REST API + web page on one server ([serve] extra)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 = every interface)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: a free one, printed)")
+    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    p.add_argument("--detector", default=DEFAULT_DETECTOR,
+                   help=f"face detector of requests without ?detector= (default: {DEFAULT_DETECTOR}; every "
+                        f"detector is loaded; the web page's live mode asks for {FAST_DETECTOR})")
+    p.add_argument("--threads", type=_positive_int, help="ONNX Runtime threads per inference (default: 1)")
+    p.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
+                   help="images recognised at the same time (default: CPU cores, at most 4)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest request body (default: 10)")
+    p.add_argument("--max-pixels", type=_positive_int, default=40_000_000,
+                   help="largest image in pixels, checked before decoding (default: 40,000,000)")
+    p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per batch request (default: 16)")
+    p.add_argument("--max-faces", type=_positive_int, default=100, metavar="N",
+                   help="most faces classified in one image, the largest (default: 100)")
+    p.add_argument("--max-explain-faces", type=_positive_int, default=8, metavar="N",
+                   help="most faces explained in one image with ?explain=true, the largest (default: 8; a map "
+                        "takes about 0.7 s a face on one core)")
+    p.add_argument("--explain-concurrency", type=_positive_int, metavar="N",
+                   help="explanation requests at a time, more get 429 (default: --concurrency - 1, at least 1, "
+                        "so that ordinary requests always find a slot)")
+    p.add_argument("--explain-timeout", type=float, default=20.0, metavar="SECONDS",
+                   help="no face of an image is explained after this (default: 20)")
+    p.add_argument("--max-queue", type=_positive_int, default=32, metavar="N",
+                   help="images waiting for a slot; more get 503 with a Retry-After (default: 32)")
+    p.add_argument("--queue-timeout", type=float, default=30.0, metavar="SECONDS",
+                   help="longest wait for a slot before 503 with a Retry-After (default: 30)")
+    p.add_argument("--api-key-file", metavar="FILE",
+                   help="require the key in this file in the X-API-Key header (or set EMOLENS_API_KEY)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--access-log", action="store_true", help="log every request")
+    p.set_defaults(func=cmd_serve)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import ipaddress
     import math
@@ -840,6 +1112,23 @@ def file_limit_flag(p: argparse.ArgumentParser) -> None:
                         "only regular files are read")
 
 
+def stream_flags(p: argparse.ArgumentParser) -> None:
+    """The options `emolens video` and `emolens webcam` share: model, detector, threads, tracking, smoothing."""
+    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    detector_flags(p, FAST_DETECTOR)
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="CPU threads for the model (default: 1, the fastest for one frame at a time)")
+    p.add_argument("--no-tta", action="store_true",
+                   help="one view per face instead of the model's test-time views (faster, less accurate)")
+    p.add_argument("--detect-every", type=_positive_int, default=5, metavar="K",
+                   help="full face search at least every K frames of the video (with --every N: every "
+                        "max(1, K // N) recognised frames), faces followed in between (default: 5)")
+    p.add_argument("--smooth", type=float, default=0.25, metavar="SECONDS",
+                   help="emotion smoothing time constant (default: 0.25)")
+    p.add_argument("--no-smooth", action="store_true", help="no smoothing: each frame's raw emotions")
+    p.add_argument("--no-bars", action="store_true", help="no per-emotion confidence bars beside the faces")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="emolens", description="Facial emotion recognition: find faces, classify their emotions."
@@ -848,246 +1137,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    p = sub.add_parser("predict", help="find faces in images and classify their emotions")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
-    output_flags(p)
-    p.add_argument("--annotate", metavar="OUT_DIR", help="write annotated copies of the images into this folder")
-    p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
-    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-    detector_flags(p, DEFAULT_DETECTOR)
-    p.add_argument("--threads", type=int,
-                   help="CPU threads per model call (default: 1 per worker; all cores with --workers 1)")
-    p.add_argument("--workers", type=_positive_int, metavar="N",
-                   help="pictures worked on at once (default: one per CPU core; 1 with --threads)")
-    p.add_argument("--no-tta", action="store_true",
-                   help="one view per face instead of the model's test-time views (faster, less accurate)")
-    p.add_argument("--no-landmarks", action="store_true", help="no landmark dots in the --annotate images")
-    file_limit_flag(p)
-    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("detectors", help="list the face detectors and what each is for")
-    p.set_defaults(func=cmd_detectors)
-
-    def stream_flags(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-        detector_flags(p, FAST_DETECTOR)
-        p.add_argument("--threads", type=_positive_int, default=1,
-                       help="CPU threads for the model (default: 1, the fastest for one frame at a time)")
-        p.add_argument("--no-tta", action="store_true",
-                       help="one view per face instead of the model's test-time views (faster, less accurate)")
-        p.add_argument("--detect-every", type=_positive_int, default=5, metavar="K",
-                       help="full face search at least every K frames of the video (with --every N: every "
-                            "max(1, K // N) recognised frames), faces followed in between (default: 5)")
-        p.add_argument("--smooth", type=float, default=0.25, metavar="SECONDS",
-                       help="emotion smoothing time constant (default: 0.25)")
-        p.add_argument("--no-smooth", action="store_true", help="no smoothing: each frame's raw emotions")
-        p.add_argument("--no-bars", action="store_true", help="no per-emotion confidence bars beside the faces")
-
-    p = sub.add_parser("video", help="emotions of the faces in a video: annotated video, CSV, plot")
-    p.add_argument("input", metavar="VIDEO", help="any video file OpenCV can decode")
-    p.add_argument("--out", metavar="VIDEO", help="annotated video (.mp4, .avi, .mkv, .mov, .m4v)")
-    p.add_argument("--csv", metavar="FILE", help="one row per face per recognised frame")
-    p.add_argument("--plot", metavar="IMAGE", help="PNG of each face's emotions over time")
-    p.add_argument("--every", type=_positive_int, default=1, metavar="N", help="recognise every N-th frame")
-    p.add_argument("--force", action="store_true", help="replace existing output files")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
-    stream_flags(p)
-    p.set_defaults(func=cmd_video)
-
-    p = sub.add_parser("webcam", help="live window: faces, emotions, confidence bars, fps (q quits)")
-    p.add_argument("--camera", type=int, default=0, help="camera number (default: 0)")
-    stream_flags(p)
-    p.set_defaults(func=cmd_webcam)
-
-    p = sub.add_parser("explain", help="heat maps of what drove each face's emotion: overlay, crop and panel PNGs")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
-    p.add_argument("--out", default="explanations", metavar="DIR", help="output folder (default: explanations)")
-    p.add_argument("--label", help="explain this emotion instead of each face's predicted one")
-    p.add_argument("--method", choices=["occlusion", "rise", "gradcam"], default="occlusion",
-                   help="occlusion (default), rise, or gradcam (with --checkpoint, [train] extra)")
-    p.add_argument("--checkpoint", metavar="PT", help="PyTorch checkpoint of --model for --method gradcam")
-    p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
-    p.add_argument("--force", action="store_true", help="replace existing output files")
-    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-    detector_flags(p, DEFAULT_DETECTOR)
-    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
-    p.add_argument("--no-tta", action="store_true",
-                   help="one view per face instead of the model's test-time views (faster, less accurate)")
-    p.add_argument("--max-faces", type=_positive_int, metavar="N",
-                   help="explain only the N largest faces of a picture (default: every face; a map takes about "
-                        "0.7 s a face on one core)")
-    output_flags(p)
-    file_limit_flag(p)
-    p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
-    p.set_defaults(func=cmd_explain)
-
-    p = sub.add_parser("train", help="train a model on FER2013 CSV or image folders ([train] extra)")
-    p.add_argument("--data", help=DATA_HELP + " (with --resume: the run's own)")
-    p.add_argument("--config", help="YAML or JSON config (e.g. configs/seed003_cnn.yaml); flags override it")
-    p.add_argument("--out", help="run folder to create (default runs/emolens)")
-    p.add_argument("--model", help="architecture name (see `emolens models`; default vgg_s, or with --init the "
-                                   "architecture of the model it starts from)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int)
-    p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="autocast precision (default auto: bf16 on a GPU or CPU that has it, else fp32 on the CPU "
-                        "and fp16 with loss scaling on a GPU; fp16 needs a GPU)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"],
-                   help="where to train (default auto: cuda when torch sees a GPU, else cpu)")
-    p.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], help="default adamw (sgd: momentum 0.9)")
-    p.add_argument("--schedule", choices=["cosine", "onecycle", "step", "plateau", "constant"],
-                   help="learning-rate schedule (default cosine with warm-up = onecycle)")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--mixup", type=float, metavar="ALPHA", help="mixup with Beta(ALPHA, ALPHA), e.g. 0.2 (default off)")
-    p.add_argument("--cutmix", type=float, metavar="ALPHA", help="CutMix with Beta(ALPHA, ALPHA), e.g. 1 (default off)")
-    p.add_argument("--ema", type=float, metavar="DECAY",
-                   help="validate, keep and export a moving average of the weights, e.g. 0.999 (default off)")
-    p.add_argument("--teacher", metavar="MODEL.onnx",
-                   help="knowledge distillation: an emolens .onnx model (one net or an ensemble) whose probabilities "
-                        "the model learns from as well as the labels")
-    p.add_argument("--distill", type=float, metavar="ALPHA",
-                   help="with --teacher: weight of the teacher's term, 0-1 (default 0.5; the labels get 1 - ALPHA)")
-    p.add_argument("--distill-temperature", type=float, metavar="TAU",
-                   help="with --teacher: softmax temperature of the comparison (default 2)")
-    p.add_argument("--class-weights", choices=["balanced", "sqrt"],
-                   help="weight the loss by inverse class frequency (sqrt: by its square root, milder)")
-    p.add_argument("--sampler", choices=["shuffle", "balanced"], help="balanced: draw every class equally often")
-    p.add_argument("--patience", type=int, help="early stopping: epochs without a better val metric (0 = off)")
-    p.add_argument("--select", choices=["accuracy", "macro_f1", "loss", "last"],
-                   help="val metric that picks best.pt (last: the last epoch)")
-    p.add_argument("--weights", help="transfer models: 'imagenet' (download) or a local ImageNet state dict (.pth)")
-    p.add_argument("--freeze", action=argparse.BooleanOptionalAction, default=None,
-                   help="freeze the pretrained part: a transfer model's base (default) or, with --init, the conv "
-                        "stages of emolens' own nets (default: train them too); --no-freeze trains it all")
-    p.add_argument("--unfreeze-last", type=int, metavar="N",
-                   help="with the pretrained part frozen, train its last N blocks (own nets: conv stages) anyway")
-    p.add_argument("--no-augment", action="store_true", help="turn every augmentation off")
-    p.add_argument("--augment", action="append", metavar="KEY=VALUE",
-                   help="set one augmentation (repeatable): hflip=true|false, rotate=DEG, shift=FRAC, zoom=FRAC, "
-                        "shear=DEG, brightness=D, contrast=D, gamma=G, and probabilities per image: erase, and the "
-                        "real-photo ones occlude, blur, downscale, noise, jpeg (after --no-augment: only these)")
-    p.add_argument("--train-split")
-    p.add_argument("--val-split")
-    p.add_argument("--limit-per-class", type=int, help="use only the first N images of each class (quick runs)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last.pt with its config.json (flags override options "
-                        "that do not change the model or data, e.g. --epochs)")
-    p.add_argument("--init", metavar="SOURCE",
-                   help="start from this model's weights with a fresh schedule: default, fast, accurate, an emolens "
-                        ".onnx, a run folder or a .pt; other labels than its own get a new classifier")
-    p.set_defaults(func=cmd_train)
-
-    p = sub.add_parser("evaluate", help="report (JSON, markdown, plots) of a model on a labelled split ([train] extra)")
-    p.add_argument("model", help=MODEL_ARG_HELP)
-    p.add_argument("--data", required=True, help="FER2013 CSV, <split>/<class>/* or flat <class>/* folders")
-    p.add_argument("--split", default="val", help="train, val or test (default: val)")
-    p.add_argument("--limit-per-class", type=int)
-    p.add_argument("--detect", action="store_true",
-                   help="end to end: find the faces in each picture as `emolens predict` does and score the "
-                        "largest (a picture with no face found counts as wrong)")
-    detector_flags(p, DEFAULT_DETECTOR)
-    p.add_argument("--skip-unknown", action="store_true",
-                   help="leave out images of classes the model does not have (else they are an error)")
-    p.add_argument("--out", help="folder for report.json, report.md and the PNGs (default for a run: RUN/eval-SPLIT)")
-    p.add_argument("--force", action="store_true", help="replace an existing report")
-    p.add_argument("--quiet", action="store_true", help="no progress line on stderr (shown on a terminal)")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("compare", help="several runs' evaluation metrics side by side ([train] extra)")
-    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders or report.json files")
-    p.add_argument("--split", help="which evaluation of each run (default: val, else test)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
-    p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("export", help="export a run's best checkpoint to ONNX with metadata ([train] extra)")
-    p.add_argument("run", nargs="+", metavar="RUN",
-                   help="run folder (uses best.pt), a .pt checkpoint, or an .onnx model (with --int8, or with "
-                        "--metrics/--name and --out: a copy with that metadata); "
-                        "several runs or .onnx models: one ensemble model (mean of their probabilities), needs --out")
-    p.add_argument("--out", help="output .onnx path (default: model.onnx beside the checkpoint)")
-    p.add_argument("--name", help="a name stored in the model's metadata")
-    p.add_argument("--tta-hflip", action="store_true", help="predict with the mean of each face and its mirror image")
-    p.add_argument("--tta-scales", type=float, nargs="+", metavar="S",
-                   help="average crops of these sizes × the face box (e.g. 1.0 1.1)")
-    p.add_argument("--metrics", metavar="REPORT_JSON", help="store these `emolens evaluate` results in the model")
-    p.add_argument("--force", action="store_true", help="replace an existing output file")
-    p.add_argument("--int8", action="store_true", help="also write an int8-quantized model.int8.onnx (+ .json report)")
-    p.add_argument("--int8-mode", choices=["static", "dynamic"], default="static",
-                   help="static QDQ, calibrated on the train split (default), or dynamic")
-    p.add_argument("--data", help="dataset for the parity/int8 checks (default: the run's own data)")
-    p.add_argument("--calib-per-class", type=int, default=50, help="calibration images per class (default 50)")
-    p.add_argument("--val-per-class", type=int, default=100, help="val images per class for the int8 accuracy")
-    p.set_defaults(func=cmd_export)
-
-    p = sub.add_parser("calibrate", help="fit the softmax temperature on a labelled split; write a calibrated copy")
-    p.add_argument("model", help=MODEL_ARG_HELP)
-    p.add_argument("--data", required=True, help="dataset (FER2013 CSV or folders) with the split to fit on")
-    p.add_argument("--split", default="val", help="split to fit the temperature on (default val)")
-    p.add_argument("--out", help="output .onnx (default: <model>.calibrated.onnx); the input is never changed")
-    p.add_argument("--force", action="store_true", help="replace an existing output file")
-    p.add_argument("--limit-per-class", type=int, help="use only N images per class")
-    p.add_argument("--class-bias", action="store_true",
-                   help="also fit a bias per class (for a model that predicts some classes too often or too "
-                        "rarely, e.g. trained with class weights); can change labels: see the accuracy printed")
-    p.set_defaults(func=cmd_calibrate)
-
-    p = sub.add_parser("models", help="list the trainable architectures (training them: [train] extra)")
-    p.set_defaults(func=cmd_models)
-
-    p = sub.add_parser("gradio", help="the Gradio demo: photo, webcam, bar charts, explanations ([gradio] extra)")
-    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.add_argument("--port", type=int, help="TCP port (default: the first free one from 7860)")
-    p.add_argument("--share", action="store_true", help="also a public gradio.live link (needs the internet)")
-    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores)")
-    p.set_defaults(func=cmd_gradio)
-
-    p = sub.add_parser("push", help="upload a model with its model card to the Hugging Face Hub ([hub] extra)")
-    p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder, an .onnx model or default/fast/accurate")
-    p.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the Hub model repo (created if missing)")
-    p.add_argument("--private", action="store_true", help="create the repo private")
-    p.add_argument("--token", help="a Hub access token (default: the one `hf auth login` saved, or HF_TOKEN)")
-    p.set_defaults(func=cmd_push)
-
-    p = sub.add_parser("serve", help="REST API + web page on one server ([serve] extra)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 = every interface)")
-    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000; 0: a free one, printed)")
-    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
-    p.add_argument("--detector", default=DEFAULT_DETECTOR,
-                   help=f"face detector of requests without ?detector= (default: {DEFAULT_DETECTOR}; every "
-                        f"detector is loaded; the web page's live mode asks for {FAST_DETECTOR})")
-    p.add_argument("--threads", type=_positive_int, help="ONNX Runtime threads per inference (default: 1)")
-    p.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
-                   help="images recognised at the same time (default: CPU cores, at most 4)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest request body (default: 10)")
-    p.add_argument("--max-pixels", type=_positive_int, default=40_000_000,
-                   help="largest image in pixels, checked before decoding (default: 40,000,000)")
-    p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per batch request (default: 16)")
-    p.add_argument("--max-faces", type=_positive_int, default=100, metavar="N",
-                   help="most faces classified in one image, the largest (default: 100)")
-    p.add_argument("--max-explain-faces", type=_positive_int, default=8, metavar="N",
-                   help="most faces explained in one image with ?explain=true, the largest (default: 8; a map "
-                        "takes about 0.7 s a face on one core)")
-    p.add_argument("--explain-concurrency", type=_positive_int, metavar="N",
-                   help="explanation requests at a time, more get 429 (default: --concurrency - 1, at least 1, "
-                        "so that ordinary requests always find a slot)")
-    p.add_argument("--explain-timeout", type=float, default=20.0, metavar="SECONDS",
-                   help="no face of an image is explained after this (default: 20)")
-    p.add_argument("--max-queue", type=_positive_int, default=32, metavar="N",
-                   help="images waiting for a slot; more get 503 with a Retry-After (default: 32)")
-    p.add_argument("--queue-timeout", type=float, default=30.0, metavar="SECONDS",
-                   help="longest wait for a slot before 503 with a Retry-After (default: 30)")
-    p.add_argument("--api-key-file", metavar="FILE",
-                   help="require the key in this file in the X-API-Key header (or set EMOLENS_API_KEY)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
-    p.add_argument("--access-log", action="store_true", help="log every request")
-    p.set_defaults(func=cmd_serve)
+    for add in (add_predict, add_detectors, add_video, add_webcam, add_explain, add_train, add_evaluate,
+                add_compare, add_export, add_calibrate, add_models, add_gradio, add_push, add_serve):  # help order
+        add(sub)
     return ap
 
 
