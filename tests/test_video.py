@@ -429,7 +429,7 @@ def test_ctrl_c_after_recognition_never_counts_more_recognised_than_read(clip, t
             raise KeyboardInterrupt
         return real(frame, faces, **kw)
 
-    monkeypatch.setattr(video_mod, "draw_faces", draw_faces)
+    monkeypatch.setattr(video_mod.run, "draw_faces", draw_faces)  # where process_video looks it up
     out, table = tmp_path / "part.avi", tmp_path / "part.csv"
     assert main(["video", str(clip), "--out", str(out), "--csv", str(table), "--quiet"]) == 130
     stdout, err = capsys.readouterr()
@@ -512,7 +512,7 @@ def test_plot_strip_follows_the_csv_label(clip, tmp_path, capsys, monkeypatch):
         seen.update(series)
         return real(series, labels, **kw)
 
-    monkeypatch.setattr(video_mod, "render_timeline", render)
+    monkeypatch.setattr(video_mod.run, "render_timeline", render)
     table, plot = tmp_path / "e.csv", tmp_path / "p.png"
     assert main(["video", str(clip), "--csv", str(table), "--plot", str(plot), "--quiet"]) == 0
     assert seen[1][2] == [r["label"] for r in read_csv(table) if r["face_id"] == "1"]
@@ -583,14 +583,14 @@ def test_webcam_runs_to_the_end_of_the_source_and_closes_the_window(rec, obama):
 
 
 def test_webcam_without_window_support_says_what_to_install(monkeypatch, capsys):
-    monkeypatch.setattr(video_mod, "_has_gui", lambda: False)  # what opencv-python-headless is
+    monkeypatch.setattr(video_mod.webcam, "_has_gui", lambda: False)  # what opencv-python-headless is
     assert main(["webcam"]) == 2
     err = capsys.readouterr().err
     assert "no window support" in err and "pip install 'opencv-python" in err and "Traceback" not in err
 
 
 def test_webcam_without_a_screen_says_so(monkeypatch, capsys):
-    monkeypatch.setattr(video_mod, "_has_gui", lambda: True)
+    monkeypatch.setattr(video_mod.webcam, "_has_gui", lambda: True)
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -608,14 +608,14 @@ def test_no_camera_gives_our_message_without_opencv_warnings(capfd):
 @pytest.mark.parametrize("opened", [False, True])
 def test_webcam_without_a_camera_says_what_to_try(monkeypatch, capsys, opened):
     FakeDisplay.instances.clear()
-    monkeypatch.setattr(video_mod, "CvDisplay", FakeDisplay)
+    monkeypatch.setattr(video_mod.webcam, "CvDisplay", FakeDisplay)
     caps: list[FakeCapture] = []
 
     def fake_capture(index):
         caps.append(FakeCapture([], opened=opened))
         return caps[-1]
 
-    monkeypatch.setattr(video_mod.cv2, "VideoCapture", fake_capture)
+    monkeypatch.setattr(video_mod.sources.cv2, "VideoCapture", fake_capture)
     assert main(["webcam", "--camera", "3"]) == 2
     err = capsys.readouterr().err
     if opened:
