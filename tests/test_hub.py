@@ -123,3 +123,15 @@ def test_push_refuses_what_it_cannot_upload(tmp_path, capsys):
     assert main(["push", str(tmp_path), "--repo", "me/x"]) == 2
     err = capsys.readouterr().err
     assert "without model.onnx" in err and "Traceback" not in err
+
+
+def test_calibrating_a_hub_model_writes_into_the_working_folder_not_the_cache(tmp_path, fer_root):
+    cache = tmp_path / "hub"
+    snap = _put_in_cache(cache, "someone/emotions", {"model.onnx": bundled_model_path("fast")})
+    work = tmp_path / "work"
+    work.mkdir()
+    r = subprocess.run([sys.executable, "-m", "emolens", "calibrate", "hf://someone/emotions", "--data", str(fer_root),
+                        "--limit-per-class", "3"], capture_output=True, text=True, env=_offline(cache), cwd=work,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (work / "model.calibrated.onnx").is_file() and sorted(p.name for p in snap.iterdir()) == ["model.onnx"]

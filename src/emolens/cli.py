@@ -632,7 +632,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         raise CLIError(str(e)) from None
     src = onnx_path or default_model_path()
-    bundled = onnx_path is None or str(args.model) in BUNDLED_MODELS  # its copy goes here, not into the package
+    # a bundled or Hub model's copy goes here, not into the package or the Hugging Face cache
+    bundled = onnx_path is None or str(args.model) in BUNDLED_MODELS or str(args.model).startswith("hf://")
     out = Path(args.out) if args.out else Path(src.name if bundled else src).with_suffix(".calibrated.onnx")
     if out.exists() and not args.force:
         raise CLIError(f"{out} already exists; pass --force to replace it, or give another --out")
