@@ -13,6 +13,7 @@
     emolens models
     emolens gradio [--model M] [--share]                                                ([gradio] extra)
     emolens push RUN_OR_MODEL --repo OWNER/NAME                                         ([hub] extra)
+    emolens batch INPUT ... --out DIR [--actors N] [--address RAY]                      ([distributed] extra)
     emolens serve [--host 127.0.0.1] [--port 8000] [--concurrency N]                     ([serve] extra)
 
 Each verb is two functions side by side: ``add_VERB`` (its options) and ``cmd_VERB`` (a call into the library).
@@ -966,6 +967,40 @@ def _explain_one(rec, path: Path, out: Path, args: argparse.Namespace, method) -
 SERVE_EXTRA_HINT = "this command needs the serving extra: pip install 'emolens[serve]'"
 
 
+def add_batch(sub) -> None:
+    """`emolens batch` and its options."""
+    p = sub.add_parser("batch", help="every face of many pictures into Parquet, on Ray Data ([distributed] extra)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="folders, globs, image files or URIs (s3://, gs:// ...), or .txt files listing them")
+    p.add_argument("--out", required=True, metavar="DIR", help="the Parquet folder (a re-run skips finished shards)")
+    p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    p.add_argument("--detector", metavar="NAME", help="face detector (default: centerface)")
+    p.add_argument("--address", help="a Ray cluster to attach to (default: RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--actors", type=_positive_int, metavar="N", help="recognisers at once (default: CPUs / --num-cpus)")
+    p.add_argument("--num-cpus", type=float, default=1, help="CPUs per actor, its ONNX Runtime threads (default: 1)")
+    p.add_argument("--num-gpus", type=float, default=0,
+                   help="GPUs per actor (needs onnxruntime-gpu in place of onnxruntime; default: 0)")
+    p.add_argument("--batch-size", type=_positive_int, default=16, help="pictures per actor call (default: 16)")
+    p.add_argument("--shard-size", type=_positive_int, default=1000,
+                   help="pictures per output shard, the unit a re-run skips (default: 1000)")
+    p.add_argument("--verbose", action="store_true", help="Ray Data's own log lines too")
+    p.set_defaults(func=cmd_batch)
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .distributed.batch import BatchError, run_batch
+
+    try:
+        summary = run_batch(args.inputs, args.out, model=args.model, detector=args.detector, address=args.address,
+                            actors=args.actors, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                            batch_size=args.batch_size, shard_size=args.shard_size, verbose=args.verbose,
+                            log=lambda m: print(m, file=sys.stderr))
+    except BatchError as e:
+        raise CLIError(str(e)) from None
+    print(f"{args.out}: {summary.line()}")
+    return 1 if summary.errors else 0
+
+
 def add_serve(sub) -> None:
     """`emolens serve` and its options."""
     p = sub.add_parser("serve", help="REST API + web page on one server ([serve] extra)")
@@ -1139,7 +1174,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     for add in (add_predict, add_detectors, add_video, add_webcam, add_explain, add_train, add_evaluate,
-                add_compare, add_export, add_calibrate, add_models, add_gradio, add_push, add_serve):  # help order
+                add_compare, add_export, add_calibrate, add_models, add_gradio, add_push, add_batch,
+                add_serve):  # help order
         add(sub)
     return ap
 

@@ -1,0 +1,1 @@
+"""emolens beyond one process (the ``[distributed]`` extra): batch inference on Ray Data (:mod:`.batch`)."""
