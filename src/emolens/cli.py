@@ -678,7 +678,7 @@ def cmd_gradio(args: argparse.Namespace) -> int:
 
     try:
         launch(args.model, host=args.host, port=args.port, share=args.share, threads=args.threads)
-    except ModelError as e:
+    except (ModelError, ImportError) as e:  # ImportError: the [gradio] extra is missing, the message says so
         raise CLIError(str(e)) from None
     except OSError as e:  # the port is taken, the address is not this machine's ...
         raise CLIError(f"cannot serve on {args.host}:{args.port or 'a free port'} ({e.strerror or e})") from None

@@ -27,7 +27,7 @@ def _gradio():
     try:
         import gradio as gr
     except ImportError:
-        raise SystemExit("emolens gradio needs the gradio extra: pip install 'emolens[gradio]'") from None
+        raise ImportError("emolens gradio needs the gradio extra: pip install 'emolens[gradio]'") from None
     return gr
 
 
