@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .hub import is_hub
 from .modelmeta import META_KEY, ModelMeta
 
 DEFAULT_MODEL = "emolens-wild-ens3-int8.onnx"
@@ -102,7 +103,7 @@ class Classifier:
         import onnxruntime as ort
 
         name = "default" if model is None else str(model)
-        if name.startswith("hf://"):  # a model on the Hugging Face Hub, from its local cache after the first use
+        if is_hub(name):  # a model on the Hugging Face Hub, from its local cache after the first use
             from .hub import HubError, download
 
             try:

@@ -627,6 +627,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     except ImportError:
         raise CLIError(TRAIN_EXTRA_HINT) from None
     from .classify import BUNDLED_MODELS, ModelError, default_model_path
+    from .hub import is_hub
 
     try:
         onnx_path, _ = resolve_model(args.model)
@@ -634,7 +635,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise CLIError(str(e)) from None
     src = onnx_path or default_model_path()
     # a bundled or Hub model's copy goes here, not into the package or the Hugging Face cache
-    bundled = onnx_path is None or str(args.model) in BUNDLED_MODELS or str(args.model).startswith("hf://")
+    bundled = onnx_path is None or str(args.model) in BUNDLED_MODELS or is_hub(args.model)
     out = Path(args.out) if args.out else Path(src.name if bundled else src).with_suffix(".calibrated.onnx")
     if out.exists() and not args.force:
         raise CLIError(f"{out} already exists; pass --force to replace it, or give another --out")

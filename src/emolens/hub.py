@@ -12,6 +12,7 @@ Uploading a model is :mod:`emolens.push` (``emolens push``).
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ class HubError(ValueError):
 
 
 def is_hub(model: Any) -> bool:
-    return isinstance(model, str) and model.startswith(PREFIX)
+    """Whether a model argument names a Hub model (``hf://...``)."""
+    return isinstance(model, str | os.PathLike) and str(model).startswith(PREFIX)
 
 
 def parse(spec: str) -> tuple[str, str | None, str | None]:

@@ -27,6 +27,7 @@ from sklearn.metrics import (
 from ..classify import BUNDLED_MODELS, bundled_model_path
 from ..detect import DEFAULT_DETECTOR
 from ..detect.base import Box
+from ..hub import is_hub
 from ..recognizer import DEFAULT_ALIGN, EmotionRecognizer
 from ..training.data import MANIFEST_NAME, DataSource, open_source
 
@@ -143,7 +144,7 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | 
         return None, None
     if str(model) in BUNDLED_MODELS:
         return bundled_model_path(str(model)), None
-    if str(model).startswith("hf://"):
+    if is_hub(model):
         from ..hub import HubError, download
 
         try:
