@@ -296,6 +296,13 @@ def add_train(sub) -> None:
     p.add_argument("--init", metavar="SOURCE",
                    help="start from this model's weights with a fresh schedule: default, fast, accurate, an emolens "
                         ".onnx, a run folder or a .pt; other labels than its own get a new classifier")
+    p.add_argument("--nproc", type=_positive_int, metavar="N",
+                   help="train on N processes of this machine as one run (DDP through torchrun: gloo on the CPU, nccl "
+                        "with one GPU each); --batch-size stays the batch of all N together. Several machines: "
+                        "torchrun ... -m emolens train (README: Scaling out)")
+    p.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                   help="with several processes: how long one waits for the others before the run fails "
+                        "(default 600)")
     p.set_defaults(func=cmd_train)
 
 
@@ -346,13 +353,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "data" not in base:
         raise CLIError(f"give the dataset with --data PATH ({DATA_HELP})"
                        + (f"; {run_out} holds no run config.json to resume" if args.resume else ""))
+    if args.dist_timeout is not None and not args.dist_timeout > 0:
+        raise CLIError(f"--dist-timeout must be a positive number of seconds, not {args.dist_timeout:g}")
     try:
         cfg = TrainConfig.from_dict(base)
-        run = train(cfg, resume=args.resume)
-    except (TypeError, ValueError, FileNotFoundError, FileExistsError) as e:
+        if args.nproc and args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1") or 1) == 1:
+            return _launch_train(cfg, args)
+        run = train(cfg, resume=args.resume, timeout=args.dist_timeout)
+    except (TypeError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    print(f"run folder: {run}\nmodel: {run / 'model.onnx'}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process says where the run is
+        print(f"run folder: {run}\nmodel: {run / 'model.onnx'}")
     return 0
+
+
+def _launch_train(cfg, args: argparse.Namespace) -> int:
+    """``--nproc N``: check what can be checked here (so bad input is one line, before N processes start), then
+    run the same training in N processes (training/launch.py)."""
+    from .training.launch import launch
+    from .training.loop import resolve_device
+
+    out = Path(cfg.out)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"{out} is a file, not a run folder: pick another --out")
+    if out.is_dir() and any(out.iterdir()) and not args.resume:
+        raise CLIError(f"{out} already holds a run: pick another --out, or pass --resume to continue it")
+    if cfg.batch_size % args.nproc:
+        raise CLIError(f"batch_size {cfg.batch_size} is the batch of all {args.nproc} processes together and must "
+                       f"split evenly between them: give a multiple of {args.nproc}")
+    device = resolve_device(cfg.device)
+    if device.type == "cuda":
+        import torch
+
+        if torch.cuda.device_count() < args.nproc:
+            raise CLIError(f"--nproc {args.nproc} on cuda needs a GPU each, and torch sees "
+                           f"{torch.cuda.device_count()}; use --nproc {torch.cuda.device_count()} or --device cpu")
+    return launch(cfg, args.nproc, resume=args.resume, timeout=args.dist_timeout)
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -1219,7 +1255,8 @@ def main(argv: list[str] | None = None) -> int:
         _drop_stdout()
         return 1
     except CLIError as e:
-        print(f"emolens: error: {e}", file=sys.stderr)
+        rank = os.environ.get("RANK", "0") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else "0"
+        print(f"emolens: error: {e}" if rank == "0" else f"emolens: error (process {rank}): {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("emolens: interrupted", file=sys.stderr)

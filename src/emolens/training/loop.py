@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import ddp
 from .augment import AugmentConfig, augment_batch
 from .checkpoint import CheckpointError, read_checkpoint, rng_states, set_rng_states, write_checkpoint
 from .data import MANIFEST_NAME, open_source
@@ -168,10 +169,14 @@ def _check_keys(d: dict, cls: type, prefix: str) -> None:
 
 
 class Logger:
-    def __init__(self, path: Path) -> None:
-        self.file = path.open("a", encoding="utf-8")
+    """Prints and appends to train.log; on a process other than rank 0 (``path`` None) says nothing."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.file = path.open("a", encoding="utf-8") if path is not None else None
 
     def __call__(self, msg: str) -> None:
+        if self.file is None:
+            return
         print(msg, flush=True)
         self.file.write(msg + "\n")
         self.file.flush()
@@ -321,29 +326,34 @@ def build_model(cfg: TrainConfig, num_classes: int) -> torch.nn.Module:
     return model
 
 
-def train(cfg: TrainConfig, *, resume: bool = False) -> Path:
+def train(cfg: TrainConfig, *, resume: bool = False, timeout: float | None = None) -> Path:
     """Train a model as configured and return the run folder (with ``model.onnx`` in it).
 
     A new run that fails before its first epoch is saved (unreadable data, a teacher that does not fit ...)
-    leaves no run folder behind, so the same command can simply be run again once the cause is fixed."""
+    leaves no run folder behind, so the same command can simply be run again once the cause is fixed.
+
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this and they train as one (DDP, see
+    training/ddp.py); ``timeout`` is the seconds a process waits for the others before the run fails."""
     out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise FileExistsError(f"{out} is a file, not a run folder: pick another --out")
-    existed = out.exists()
-    fresh = not (existed and any(out.iterdir()))
-    if not fresh and not resume:
-        raise FileExistsError(f"{out} already holds a run: pick another --out, or pass --resume to continue it")
-    try:
-        return _train(cfg, resume=resume)
-    except Exception:
-        if fresh and out.is_dir() and not (out / "last.pt").exists():
-            shutil.rmtree(out, ignore_errors=True)
-            if existed:  # the empty folder the user had made stays
-                out.mkdir(parents=True, exist_ok=True)
-        raise
+    with ddp.process_group(resolve_device(cfg.device), timeout) as dist:
+        if out.exists() and not out.is_dir():
+            raise FileExistsError(f"{out} is a file, not a run folder: pick another --out")
+        existed = out.exists()
+        fresh = not (existed and any(out.iterdir()))
+        if not fresh and not resume:
+            raise FileExistsError(f"{out} already holds a run: pick another --out, or pass --resume to continue it")
+        dist.barrier()  # every process has looked at --out before rank 0 writes into it
+        try:
+            return _train(cfg, resume=resume, dist=dist)
+        except Exception:
+            if dist.main and fresh and out.is_dir() and not (out / "last.pt").exists():
+                shutil.rmtree(out, ignore_errors=True)
+                if existed:  # the empty folder the user had made stays
+                    out.mkdir(parents=True, exist_ok=True)
+            raise
 
 
-def _train(cfg: TrainConfig, *, resume: bool) -> Path:
+def _train(cfg: TrainConfig, *, resume: bool, dist: ddp.Dist) -> Path:
     out = Path(cfg.out)
     cfg.validate()
     init_src = None
@@ -364,11 +374,18 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
         cfg.mean = list(spec.mean) if cfg.mean is None else cfg.mean
         cfg.std = list(spec.std) if cfg.std is None else cfg.std
     device = resolve_device(cfg.device)
+    if dist.active and device.type == "cuda":
+        device = torch.device("cuda", dist.local_rank)
+    if dist.active and cfg.batch_size % dist.world:
+        raise ValueError(f"batch_size {cfg.batch_size} is the batch of all {dist.world} processes together and must "
+                         f"split evenly between them: give a multiple of {dist.world}")
     dtype = amp_dtype(cfg.precision, device)
     ck = _resume_checkpoint(out, cfg) if resume else None  # checked before anything in the run folder changes
-    out.mkdir(parents=True, exist_ok=True)
-    log = Logger(out / "train.log")
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    dist.barrier()  # every process has read last.pt before rank 0 may write a new one
+    if dist.main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    log = Logger(out / "train.log" if dist.main else None)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     random.seed(cfg.seed)
@@ -379,6 +396,9 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
         + (f" (precision {cfg.precision})" if cfg.precision == "auto" else ""))
     if device.type == "cpu" and cfg.precision == "bf16" and not cpu_has_bf16():
         log(f"note: {SLOW_BF16}")
+    if dist.active:
+        log(f"processes: {dist.world} ({dist.backend}), {cfg.batch_size // dist.world} images each a step "
+            f"(batch {cfg.batch_size} in all), {torch.get_num_threads()} threads each")
 
     # --- data
     t0 = time.time()
@@ -386,7 +406,8 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
         source = open_source(out)
     else:
         source = open_source(cfg.data, split_seed=cfg.split_seed, fractions=cfg.split_fractions)
-        source.write_manifest(out)
+        if dist.main:
+            source.write_manifest(out)
     train_split, val_split = cfg.train_split, cfg.val_split
     if not (train_split and val_split):
         default_train, default_val = source.default_splits()
@@ -424,7 +445,14 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
     ema = _ema_model(model, cfg.ema, device) if cfg.ema else None
     judged = model if ema is None else ema.module  # the weights that are validated, kept and exported
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # fp16 (GPU only) needs loss scaling
-    steps_per_epoch = math.ceil(len(tr) / cfg.batch_size)
+    net = model  # what the batches go through: the model, or its DDP wrapper that averages the gradients
+    batch_size = cfg.batch_size // dist.world  # this process's share of every step's batch
+    per_process = len(tr) // dist.world if dist.active else len(tr)
+    if dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    steps_per_epoch = math.ceil(per_process / batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     state = {"epoch": -1, "step": 0, "best": None, "bad_epochs": 0, "lr_factor": 1.0, "best_val_loss": math.inf}
     gen = torch.Generator().manual_seed(cfg.seed)  # on the CPU: batch order, augmentation and mixing, any device
@@ -436,38 +464,44 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
             why = str(e).splitlines()[0]
             raise ValueError(f"--resume: {out / 'last.pt'} does not fit this model ({why})") from None
         if ema is not None and "ema" in ck:
+            # (saved by rank 0; its BatchNorm statistics are rank 0's, as in validation)
             ema.load_state_dict(ck["ema"])
         if "scaler" in ck:
             scaler.load_state_dict(ck["scaler"])
         set_rng_states(ck.get("rng") or {"generator": ck["generator"]}, gen, device)
         state.update(ck["state"])
-        _truncate_history(out / "history.csv", state["epoch"] + 1)  # drop rows of an epoch that never saved
+        if dist.main:
+            _truncate_history(out / "history.csv", state["epoch"] + 1)  # drop rows of an epoch that never saved
         best_record = state.get("best_record")
-        if best_record and best_record["epoch"] == state["epoch"] and _saved_epoch(out / "best.pt") != state["epoch"]:
+        if (dist.main and best_record and best_record["epoch"] == state["epoch"]
+                and _saved_epoch(out / "best.pt") != state["epoch"]):
             # killed after last.pt and before best.pt: that epoch's weights are the best ones
             _save_best(out / "best.pt", judged, cfg, tr.classes, best_record)
         log(f"resumed after epoch {state['epoch'] + 1} (best val {cfg.select} so far {state['best']})")
 
     history_path = out / "history.csv"
     fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds"]
-    if not history_path.exists():
+    if dist.main and not history_path.exists():
         with history_path.open("w", newline="") as f:
             csv.writer(f).writerow(fields)
-    tb = _tensorboard(out / "tb") if cfg.tensorboard else None
+    tb = _tensorboard(out / "tb") if cfg.tensorboard and dist.main else None
     sample_weight = torch.from_numpy(1.0 / np.maximum(counts, 1)[tr.labels]) if cfg.sampler == "balanced" else None
 
     # --- the loop
     for epoch in range(state["epoch"] + 1, cfg.epochs):
-        model.train()
+        net.train()
         t0 = time.time()
-        if sample_weight is not None:
+        if dist.active:  # this process's share of the epoch, and its own augmentation and dropout draws
+            perm = ddp.epoch_order(len(tr), epoch, cfg.seed, dist, sample_weight)
+            ddp.seed_epoch(gen, cfg.seed, epoch, dist)
+        elif sample_weight is not None:
             perm = torch.multinomial(sample_weight, len(tr), replacement=True, generator=gen).numpy()
         else:
             perm = torch.randperm(len(tr), generator=gen).numpy()
         loss_sum, correct, seen = 0.0, 0, 0
-        progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}")
+        progress = _progress(steps_per_epoch, f"epoch {epoch + 1}/{cfg.epochs}", show=dist.main)
         for b in range(steps_per_epoch):
-            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            idx = perm[b * batch_size : (b + 1) * batch_size]
             x, pair, lam = mix_batch(augment_batch(to_input(tr.images[idx], device), cfg.augment, gen), cfg, gen)
             x = normalise(x, cfg)
             y = torch.from_numpy(tr.labels[idx]).to(device, non_blocking=True)
@@ -476,7 +510,7 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
             for g in opt.param_groups:
                 g["lr"] = lr
             with autocast(device, dtype):
-                logits = model(x)
+                logits = net(x)
                 ce = dict(weight=loss_weight, label_smoothing=cfg.label_smoothing)
                 loss = F.cross_entropy(logits.float(), y, **ce)
                 if lam < 1:
@@ -497,22 +531,25 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
             progress.update(1)
             progress.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         progress.close()
+        loss_sum, correct, seen = dist.sum(loss_sum, correct, seen)  # over every process's share
 
         # --- validation, bookkeeping
-        val_logits = predict_logits(judged, va.images, cfg, device, dtype)
+        dist.broadcast_buffers(judged)  # rank 0's BatchNorm statistics: every process judges the same weights
+        val_logits = dist.gather_rows(lambda part: predict_logits(judged, part, cfg, device, dtype), va.images)
         yv = torch.from_numpy(va.labels)
         val_loss = F.cross_entropy(val_logits, yv).item()
         pred = val_logits.argmax(1).numpy()
         val_acc = float((pred == va.labels).mean())
         val_f1 = _macro_f1(va.labels, pred, len(tr.classes))
         row = [epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc, val_f1, lr, time.time() - t0]
-        with history_path.open("a", newline="") as f:
-            csv.writer(f).writerow([f"{v:.5g}" if isinstance(v, float) else v for v in row])
-        if tb is not None:
-            for name, value in zip(fields[1:-1], row[1:-1]):
-                tb.add_scalar(name.replace("_", "/", 1), value, epoch + 1)
-            tb.flush()
-        _plot_history(history_path, out)
+        if dist.main:
+            with history_path.open("a", newline="") as f:
+                csv.writer(f).writerow([f"{v:.5g}" if isinstance(v, float) else v for v in row])
+            if tb is not None:
+                for name, value in zip(fields[1:-1], row[1:-1]):
+                    tb.add_scalar(name.replace("_", "/", 1), value, epoch + 1)
+                tb.flush()
+            _plot_history(history_path, out)
 
         score = {"accuracy": val_acc, "macro_f1": val_f1, "loss": -val_loss, "last": epoch}[cfg.select]
         improved = state["best"] is None or score > state["best"]
@@ -535,10 +572,11 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
         # written is repaired on --resume from last.pt's weights); every generator's state, so a resumed run
         # draws the same batches, augmentations and dropout masks as an uninterrupted one
         extra = {} if ema is None else {"ema": ema.state_dict()}
-        _save(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict(),
-              rng=rng_states(gen, device), state=state, config=asdict(cfg), classes=tr.classes, **extra)
-        if improved:
-            _save_best(out / "best.pt", judged, cfg, tr.classes, state["best_record"])
+        if dist.main:  # the unwrapped model's weights: they resume on any number of processes
+            _save(out / "last.pt", model=model.state_dict(), optimizer=opt.state_dict(), scaler=scaler.state_dict(),
+                  rng=rng_states(gen, device), state=state, config=asdict(cfg), classes=tr.classes, **extra)
+            if improved:
+                _save_best(out / "best.pt", judged, cfg, tr.classes, state["best_record"])
         log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row[1]:.4f} acc {row[2]:.4f} | "
             f"val loss {val_loss:.4f} acc {val_acc:.4f} macro-F1 {val_f1:.4f}{' *' if improved else ''} | "
             f"{row[-1]:.0f}s")
@@ -547,6 +585,9 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
             break
     if tb is not None:
         tb.close()
+    if not dist.main:
+        dist.barrier()  # wait for rank 0's export, so that every process returns a finished run
+        return out
 
     from .export import export_checkpoint
 
@@ -554,6 +595,7 @@ def _train(cfg: TrainConfig, *, resume: bool) -> Path:
     best = read_checkpoint(out / "best.pt")
     log(f"best val acc {best['val_acc']:.4f} (macro-F1 {best['val_macro_f1']:.4f}, epoch {best['epoch'] + 1}, "
         f"selected on {cfg.select}); exported {onnx_path}")
+    dist.barrier()
     return out
 
 
@@ -645,7 +687,7 @@ def _save(path: Path, **state) -> None:
     write_checkpoint(path, state)
 
 
-def _progress(total: int, desc: str):
+def _progress(total: int, desc: str, show: bool = True):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, disable=not sys.stderr.isatty(), dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, leave=False, disable=not (show and sys.stderr.isatty()), dynamic_ncols=True)
