@@ -100,3 +100,182 @@ def test_two_actors_on_two_cores_do_not_starve_reading_and_writing(pictures, tmp
                         "--actors", "2", "--num-cpus", "1"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1, r.stderr  # 1: the broken picture is an error row
     assert "5 pictures, 8 faces" in r.stdout
+
+
+# ----------------------------------------------------------------------------- many pictures, killed runs
+@pytest.fixture(scope="module")
+def many(fer_root, photos_dir, tmp_path_factory) -> Path:
+    """A few hundred files: 280 FER2013 val crops (40 of each class), 3 real photos, and 20 made-up files (noise,
+    blank walls, a truncated JPEG, text named .png, an empty file)."""
+    import cv2
+    import numpy as np
+
+    root = tmp_path_factory.mktemp("many")
+    for cls in sorted(p.name for p in (fer_root / "val").iterdir()):
+        for f in sorted((fer_root / "val" / cls).iterdir())[:40]:
+            shutil.copy(f, root / f"{cls}_{f.name}")
+    for name in ("group_six.jpg", "portrait_obama.jpg", "portrait_biden.jpg"):
+        shutil.copy(photos_dir / name, root / name)
+    rng = np.random.default_rng(0)
+    made = root / "made"
+    made.mkdir()
+    for i in range(8):
+        cv2.imwrite(str(made / f"noise{i}.png"), rng.integers(0, 256, (64 + 8 * i, 80, 3), dtype=np.uint8))
+    for i in range(8):
+        cv2.imwrite(str(made / f"wall{i}.jpg"), np.full((90, 120, 3), 30 * i, np.uint8))
+    whole = (photos_dir / "portrait_biden.jpg").read_bytes()
+    (made / "cut.jpg").write_bytes(whole[: len(whole) // 3])
+    (made / "text.png").write_text("hello")
+    (made / "empty.jpg").write_bytes(b"")
+    (made / "tiny.bmp").write_bytes(b"BM" + b"\0" * 10)
+    return root
+
+
+def test_a_few_hundred_files_give_every_face_emolens_predict_json_gives(many, tmp_path, capsys):
+    import json
+
+    out = tmp_path / "faces"
+    s = run_batch([str(many)], out, actors=2, shard_size=100, log=lambda m: None)
+    files = list_inputs([str(many)])
+    assert len(files) == 303 and s.pictures == 303 and s.shards_done == 4
+    assert main(["predict", *files, "--json"]) in (0, 1)
+    want = {r["file"]: r for r in json.loads(capsys.readouterr().out)}
+    got: dict[str, list] = {}
+    for r in read_results(out).to_pylist():
+        got.setdefault(r["source"], []).append(r)
+    assert got.keys() == want.keys()
+    errors = faces = 0
+    for source, rows in got.items():
+        w = want[source]
+        if "error" in w:
+            errors += 1
+            assert len(rows) == 1 and rows[0]["error"] and rows[0]["face"] == -1, source
+            continue
+        if not w["faces"]:
+            assert [(r["face"], r["error"]) for r in rows] == [(-1, None)], source
+            continue
+        assert [r["face"] for r in rows] == list(range(len(w["faces"]))), source
+        for r, f in zip(rows, w["faces"]):
+            faces += 1
+            assert [r["x"], r["y"], r["w"], r["h"]] == f["box"] and r["label"] == f["label"], source
+            assert r["score"] == pytest.approx(f["score"], abs=2e-4)
+            assert all(r[f"p_{k}"] == pytest.approx(v, abs=2e-4) for k, v in f["scores"].items())
+            flat = [v for point in f["landmarks"] for v in point]
+            assert [v for point in r["landmarks"] for v in point] == pytest.approx(flat, abs=0.06)
+    assert errors == s.errors >= 4 and faces == s.faces >= 8  # the made-up broken files; the real photos' faces
+
+
+def test_a_run_stopped_with_ctrl_c_keeps_finished_shards_and_a_rerun_does_not_redo_them(many, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "faces"
+    cmd = [sys.executable, "-m", "emolens", "batch", str(many), "--out", str(out), "--actors", "1",
+           "--shard-size", "30"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 180
+        while not (out / "shard-00001").is_dir() and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+        assert (out / "shard-00001").is_dir(), "two shards never finished"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err
+    done = sorted(p.name for p in out.glob("shard-*"))
+    assert 2 <= len(done) < 11
+    kept = {p: p.stat().st_mtime_ns for d in done for p in (out / d).rglob("*.parquet")}
+    assert len(read_results(out)) >= 60  # complete shards only: every one readable
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1, again.stderr  # 1: the broken files' rows
+    assert f"{11 - len(done)} shards written, {len(done)} already done" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished shards were not written again
+    assert not list(out.glob(".shard-*"))
+    assert len(set(read_results(out, columns=["source"]).column("source").to_pylist())) == 303
+
+
+# ----------------------------------------------------------------------------- videos
+def _clip(photos_dir: Path, path: Path, n: int, fps: float) -> Path:
+    """``n`` frames of two real faces drifting on a plain background (MJPG .avi)."""
+    import cv2
+    import numpy as np
+
+    heads = []
+    boxes = {"portrait_obama3.jpg": (638, 259, 317, 317), "portrait_biden.jpg": (441, 214, 310, 309)}
+    for name, (x, y, w, h) in boxes.items():
+        img = cv2.imread(str(photos_dir / name))
+        m = int(0.6 * w)
+        heads.append(img[max(0, y - m) : y + h + m, max(0, x - m) : x + w + m])
+    wr = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (480, 240))
+    for i in range(n):
+        frame = np.full((240, 480, 3), (90, 110, 120), np.uint8)
+        for k, hd in enumerate(heads):
+            height = 150
+            width = int(hd.shape[1] * height / hd.shape[0])
+            x0 = 40 + 240 * k + int(20 * np.sin(i / 6 + k))
+            frame[40 : 40 + height, x0 : x0 + width] = cv2.resize(hd, (width, height))[:, : min(width, 480 - x0)]
+        wr.write(frame)
+    wr.release()
+    return path
+
+
+@pytest.fixture(scope="module")
+def videos(photos_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("videos")
+    _clip(photos_dir, root / "talk.avi", 45, 15.0)
+    _clip(photos_dir, root / "long.avi", 60, 30.0)
+    (root / "broken.mp4").write_bytes(b"not a video" * 20)
+    return root
+
+
+def test_video_rows_are_the_rows_of_emolens_video_csv(videos, tmp_path, capsys):
+    """One task for the whole file (--window 0), 7.5 of its 15 frames a second: the rows `emolens video --csv
+    --every 2` writes, field for field."""
+    import csv
+
+    out = tmp_path / "faces"
+    s = run_batch([str(videos / "talk.avi"), str(videos / "broken.mp4"), str(tmp_path / "gone.mkv")], out,
+                  actors=1, fps=7.5, window=0, log=lambda m: None)
+    assert (s.videos, s.frames, s.pictures, s.errors, s.windows_done) == (3, 23, 0, 2, 2)
+    rows = read_results(out).to_pylist()
+    talk = [r for r in rows if r["source"].endswith("talk.avi")]
+    assert main(["video", str(videos / "talk.avi"), "--csv", str(tmp_path / "talk.csv"), "--every", "2"]) == 0
+    capsys.readouterr()
+    with open(tmp_path / "talk.csv", newline="") as f:
+        want = list(csv.DictReader(f))
+    assert len(talk) == len(want) == s.face_rows and len(want) >= 40
+    for r, w in zip(talk, want):
+        assert (f"{r['time_s']:.3f}", str(r["frame"]), str(r["face"]), r["label"], f"{r['score']:.4f}") == (
+            w["time_s"], w["frame"], w["face_id"], w["label"], w["score"])
+        assert [str(r[k]) for k in "xywh"] == [w[k] for k in "xywh"] and r["detected"] == (w["detected"] == "1")
+        assert all(f"{r[f'p_{k}']:.4f}" == w[k] for k in ("happy", "neutral", "sad"))
+        assert f"{r['landmarks'][0][0]:.1f}" == w["left_eye_x"] and r["window"] == 0
+    by_name = {Path(r["source"]).name: r for r in rows}
+    assert "cannot decode" in by_name["broken.mp4"]["error"]
+    assert by_name["gone.mkv"]["error"] == "no such file"
+
+
+def test_long_videos_are_cut_into_windows_and_a_rerun_skips_the_finished_ones(videos, tmp_path):
+    out = tmp_path / "faces"
+    args = ([str(videos / "long.avi")], out)
+    first = run_batch(*args, actors=2, fps=10, window=1.0, log=lambda m: None)
+    assert (first.windows_done, first.frames) == (2, 20)  # 2 s of video at 30 fps, every 3rd frame
+    rows = read_results(out).to_pylist()
+    assert {r["window"] for r in rows} == {0, 1}
+    assert max(r["frame"] for r in rows if r["window"] == 0) < 30 <= min(r["frame"] for r in rows if r["window"] == 1)
+    assert {r["face"] for r in rows if r["window"] == 1} == {1, 2}  # ids counted within each window
+    (second,) = out.glob("videos/*/window-00001.parquet")
+    second.unlink()  # as if the run had stopped inside the second window ...
+    (second.parent / ".window-00001.parquet.tmp").write_bytes(b"half")  # ... leaving its unfinished file
+    again = run_batch(*args, actors=1, fps=10, window=1.0, log=lambda m: None)
+    assert (again.windows_done, again.windows_skipped, again.frames, again.face_rows) == (
+        1, 1, first.frames, first.face_rows)
+    assert not list(out.glob("videos/*/.window-*"))
+    with pytest.raises(BatchError, match="--fps"):
+        run_batch(*args, actors=1, fps=5, window=1.0, log=lambda m: None)
+    with pytest.raises(BatchError, match="--fps must be 0"):
+        run_batch(*args, actors=1, fps=-1, log=lambda m: None)

@@ -1,0 +1,193 @@
+"""Video files in ``emolens batch``: one task per time window of each file, sampled at ``fps``, one Parquet file each.
+
+A video is cut into windows of ``window`` seconds (one window when its length is unknown, e.g. a URI), and every
+window is one task for a pool of actors. An actor holds one recogniser (the fast video detector unless another is
+asked for) and runs the same per-frame work as ``emolens video``: face search, tracking, smoothing
+(:class:`emolens.video.FrameTracker`), on every N-th frame where N = round(video fps / ``fps``). Its rows are the
+fields of ``emolens video --csv``: time, frame, the face's track id (counted within its window), box, label,
+score, ``detected``, each label's smoothed probability and the landmarks.
+
+Each window's rows are written by the actor itself to ``OUT/videos/<name>-<hash>/window-NNNNN.parquet``, first
+under a hidden name and then renamed, so a re-run skips the windows already written and an interrupted one leaves
+only complete files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .rows import blank_row, schema
+
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
+VIDEO_FOLDER = "videos"
+FRAMES_KEY = b"emolens_frames"  # the Parquet metadata entry that says how many frames a window processed
+
+
+def is_video(path: str) -> bool:
+    return Path(path.split("?", 1)[0]).suffix.lower() in VIDEO_SUFFIXES
+
+
+def video_folder(out: Path, source: str) -> Path:
+    """Where one video's windows go: its name (made safe) and a hash of the whole path (names repeat)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(source.split("?", 1)[0]).name)[:60] or "video"
+    return out / VIDEO_FOLDER / f"{stem}-{hashlib.sha1(source.encode()).hexdigest()[:10]}"
+
+
+def plan_windows(source: str, window_s: float) -> list[tuple[int, int | None]]:
+    """``(start, end)`` frames of each window of ``source`` (end None: to the end of the file). A file whose
+    length cannot be read here (a URI, an unreadable file) is one window; its task reports what it finds."""
+    import cv2
+
+    if window_s <= 0 or "://" in source or not os.path.isfile(source):
+        return [(0, None)]
+    cap = cv2.VideoCapture(source)
+    try:
+        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) if cap.isOpened() else 0
+    finally:
+        cap.release()
+    if frames <= 0 or not (math.isfinite(fps) and fps >= 1):
+        return [(0, None)]
+    step = max(1, round(window_s * fps))
+    starts = list(range(0, frames, step))
+    return [(s, s + step if i < len(starts) - 1 else None) for i, s in enumerate(starts)]
+
+
+class RecogniseVideo:
+    """One actor's work: windows of videos in, one Parquet file per window out (rows: see the module docstring)."""
+
+    def __init__(self, model: str | None, detector: str | None, threads: int, fps: float) -> None:
+        from .. import EmotionRecognizer
+        from ..detect import FAST_DETECTOR
+
+        self.rec = EmotionRecognizer(model, detector=detector or FAST_DETECTOR, threads=threads)
+        self.labels = self.rec.labels
+        self.model = self.rec.classifier.meta.name or Path(str(self.rec.classifier.path)).name
+        self.schema = schema(self.labels)
+        self.fps = fps
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        frames, rows = [], []
+        for source, window, start, end, target in zip(batch["source"], batch["window"], batch["start"],
+                                                      batch["end"], batch["target"]):
+            end = None if end is None or end < 0 else int(end)
+            table, n = self.window_table(str(source), int(window), int(start), end)
+            write_atomic(table, Path(str(target)), n)
+            frames.append(n)
+            rows.append(table.num_rows)
+        return {"frames": frames, "rows": rows}
+
+    def window_table(self, source: str, window: int, start: int, end: int | None):
+        """The rows of one window as a ``pyarrow.Table`` and the number of frames recognised."""
+        import pyarrow as pa
+
+        blank = blank_row(source, self.labels, self.model)
+        blank["window"] = window
+        rows, processed = [], 0
+        local, cleanup = None, None
+        try:
+            local, cleanup = local_copy(source)
+            processed, rows, stopped = self._recognise(local, source, start, end, blank)
+            if stopped:
+                rows.append({**blank, "error": stopped})
+        except Exception as e:  # VideoError, a URI that cannot be fetched ...: this window's row says why
+            why = (str(e).splitlines() or [type(e).__name__])[0]
+            rows.append({**blank, "error": why})
+        finally:
+            if cleanup is not None:
+                cleanup()
+        if not rows:  # no face in the whole window: one row says the window was seen
+            rows.append(blank)
+        return pa.Table.from_pylist(rows, schema=self.schema), processed
+
+    def _recognise(self, local: str, source: str, start: int, end: int | None, blank: dict):
+        import cv2
+
+        from ..video.frames import FrameTracker
+        from ..video.sources import _capture_reader, open_source
+
+        src = open_source(local)  # a missing, empty or undecodable file: one clear VideoError
+        fps, claimed = src.fps, src.frame_count
+        src.release()
+        every = max(1, round(fps / self.fps)) if self.fps > 0 else 1
+        cap = cv2.VideoCapture(local)
+        rows: list[dict] = []
+        processed = 0
+        try:
+            if start:
+                cap.set(cv2.CAP_PROP_POS_FRAMES, start)
+            read = _capture_reader(cap, Path(local).name)
+            tracker = FrameTracker(self.rec, every=every)
+            index = start
+            while end is None or index < end:
+                if index % every:
+                    if not cap.grab():
+                        break
+                else:
+                    frame = read()
+                    if frame is None:
+                        break
+                    result = tracker.process(frame, index, index / fps)
+                    processed += 1
+                    rows += [self._row(blank, result.time_s, result.index, f) for f in result.faces]
+                index += 1
+        finally:
+            cap.release()
+        last = end if end is not None else claimed
+        stopped = None
+        if last is not None and last - index > 1:  # one frame of slack: some containers estimate their count
+            stopped = f"the video stops at frame {index} of the {last} it claims (truncated or corrupt)"
+        return processed, rows, stopped
+
+    def _row(self, blank: dict, time_s: float, frame: int, f) -> dict:
+        b = f.box
+        return {**blank, "time_s": round(float(time_s), 3), "frame": int(frame), "face": int(f.id),
+                "x": int(b.x), "y": int(b.y), "w": int(b.w), "h": int(b.h),
+                "landmarks": b.landmark_list() if b.landmarks is not None else None,
+                "label": f.label, "score": float(f.score), "detected": bool(f.found),
+                **{f"p_{k}": float(f.scores.get(k, 0.0)) for k in self.labels}}
+
+
+def local_copy(source: str):
+    """A local path for ``source`` and what to call afterwards (None, or the removal of a downloaded copy): a URI
+    is fetched through pyarrow's filesystems into a temporary file, as OpenCV reads only local files."""
+    if "://" not in source:
+        return source, None
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(source)
+    fd, tmp = tempfile.mkstemp(suffix=Path(path).suffix or ".video", prefix="emolens-batch-")
+    try:
+        with os.fdopen(fd, "wb") as out, filesystem.open_input_stream(path) as stream:
+            while chunk := stream.read(1 << 20):
+                out.write(chunk)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return tmp, lambda: os.unlink(tmp)
+
+
+def write_atomic(table, target: Path, frames: int) -> None:
+    """``table`` to ``target`` under a hidden name first, then renamed: the file exists only when complete."""
+    import pyarrow.parquet as pq
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    meta = dict(table.schema.metadata or {})
+    meta[FRAMES_KEY] = str(frames).encode()
+    pq.write_table(table.replace_schema_metadata(meta), tmp)
+    os.replace(tmp, target)
+
+
+def window_frames(path: Path) -> int:
+    """How many frames a written window recognised (from its Parquet metadata)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return int(meta.get(FRAMES_KEY, b"0"))
