@@ -355,12 +355,14 @@ def cmd_train(args: argparse.Namespace) -> int:
                        + (f"; {run_out} holds no run config.json to resume" if args.resume else ""))
     if args.dist_timeout is not None and not args.dist_timeout > 0:
         raise CLIError(f"--dist-timeout must be a positive number of seconds, not {args.dist_timeout:g}")
+    from .training.ddp import DistributedError
+
     try:
         cfg = TrainConfig.from_dict(base)
         if args.nproc and args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1") or 1) == 1:
             return _launch_train(cfg, args)
         run = train(cfg, resume=args.resume, timeout=args.dist_timeout)
-    except (TypeError, ValueError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+    except (TypeError, ValueError, FileNotFoundError, FileExistsError, DistributedError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     if os.environ.get("RANK", "0") == "0":  # under torchrun, one process says where the run is
         print(f"run folder: {run}\nmodel: {run / 'model.onnx'}")

@@ -34,6 +34,11 @@ import numpy as np
 import torch
 import torch.distributed as tdist
 
+
+class DistributedError(RuntimeError):
+    """Processes that could not form (or keep) their group, said in one line."""
+
+
 DEFAULT_TIMEOUT = 600.0  # seconds a process waits for the others in one collective before the run fails
 
 
@@ -66,10 +71,6 @@ class Dist:
         t = torch.tensor(values, dtype=torch.float64)
         tdist.all_reduce(t)
         return t.tolist()
-
-    def any(self, flag: bool) -> bool:
-        """Whether ``flag`` is true on any process."""
-        return bool(self.sum(float(flag))[0]) if self.active else flag
 
     def broadcast_buffers(self, model: torch.nn.Module) -> None:
         """Rank 0's buffers (BatchNorm running statistics, which each process updated from its own images) to all
@@ -117,7 +118,7 @@ def process_group(device: torch.device, timeout: float | None = None) -> Iterato
         tdist.init_process_group(backend=backend, timeout=wait)
     except Exception as e:  # a rendezvous that never completes, a port taken ...
         why = (str(e).splitlines() or [type(e).__name__])[0]
-        raise RuntimeError(f"process {d.rank} of {d.world} could not join the others ({why})") from None
+        raise DistributedError(f"process {d.rank} of {d.world} could not join the others ({why})") from None
     try:
         yield Dist(d.rank, d.world, d.local_rank, backend)
     finally:
