@@ -1270,7 +1270,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emolens: error: {e}" if rank == "0" else f"emolens: error (process {rank}): {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("emolens: interrupted", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one process of the run says it
+            print("emolens: interrupted", file=sys.stderr)
         return 130
 
 

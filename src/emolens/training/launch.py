@@ -40,9 +40,11 @@ def launch(cfg: TrainConfig, nproc: int, *, resume: bool = False, timeout: float
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5,
                           start_method="spawn")
-    quiet = logging.getLogger("torch.distributed.elastic")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)  # its INFO and WARNING lines (and the failure's traceback) are not for users
+    # the launcher's INFO and WARNING lines (each of its modules sets its own level) are not for users
+    quiet = [logging.getLogger(n) for n in list(logging.root.manager.loggerDict) if n.startswith("torch.distributed")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
     try:
         elastic_launch(config, sys.executable)(*args)
     except ChildFailedError as e:
@@ -51,9 +53,10 @@ def launch(cfg: TrainConfig, nproc: int, *, resume: bool = False, timeout: float
         print(f"emolens train: process {rank} of {nproc} stopped with exit status {failure.exitcode}; the run "
               f"stopped (its folder: {Path(cfg.out)})", file=sys.stderr)
         return code
-    except SignalException:  # Ctrl-C or a kill: the processes stop; last.pt is the last finished epoch
-        raise KeyboardInterrupt from None
+    except SignalException:  # Ctrl-C or a kill: the processes stop (rank 0 says so); last.pt is the last finished epoch
+        return 130
     finally:
-        quiet.setLevel(level)
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
         Path(config_path).unlink(missing_ok=True)
     return 0
