@@ -136,7 +136,7 @@ def test_bad_augment_flags_are_a_one_line_error(fer_root, tmp_path, capsys, flag
 def test_no_augment_turns_the_photo_keys_off_too(fer_root, tmp_path, monkeypatch):
     seen = {}
 
-    def fake_train(cfg, resume=False):
+    def fake_train(cfg, resume=False, **kw):
         seen["augment"] = cfg.augment
         return tmp_path
 

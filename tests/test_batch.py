@@ -140,8 +140,12 @@ def test_a_few_hundred_files_give_every_face_emolens_predict_json_gives(many, tm
     assert len(files) == 303 and s.pictures == 303 and s.shards_done == 4
     assert main(["predict", *files, "--json"]) in (0, 1)
     want = {r["file"]: r for r in json.loads(capsys.readouterr().out)}
+    table = read_results(out)
+    labels = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    assert table.schema.names == ["source", "time_s", "frame", "window", "face", "x", "y", "w", "h", "landmarks",
+                                  "label", "score", "detected", *[f"p_{k}" for k in labels], "model", "error"]
     got: dict[str, list] = {}
-    for r in read_results(out).to_pylist():
+    for r in table.to_pylist():
         got.setdefault(r["source"], []).append(r)
     assert got.keys() == want.keys()
     errors = faces = 0
@@ -174,7 +178,9 @@ def test_a_run_stopped_with_ctrl_c_keeps_finished_shards_and_a_rerun_does_not_re
     out = tmp_path / "faces"
     cmd = [sys.executable, "-m", "emolens", "batch", str(many), "--out", str(out), "--actors", "1",
            "--shard-size", "30"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal's Ctrl-C sends it (a suite started in the background would pass on "ignore SIGINT")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.time() + 180
         while not (out / "shard-00001").is_dir() and time.time() < deadline and proc.poll() is None:
