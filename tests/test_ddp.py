@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fer_subsets import fer_subset
+
 torch = pytest.importorskip("torch")
 
 from emolens.cli import main  # noqa: E402
@@ -27,13 +29,7 @@ LAUNCH_TIMEOUT = 300  # seconds any one training command may take here before th
 
 
 def _subset(fer_root: Path, root: Path, train: int, val: dict[str, int]) -> Path:
-    for split, counts in (("train", {"happy": train, "surprise": train}), ("val", val)):
-        for cls, n in counts.items():
-            d = root / split / cls
-            d.mkdir(parents=True)
-            for f in sorted((fer_root / split / cls).iterdir())[:n]:
-                (d / f.name).symlink_to(f)
-    return root
+    return fer_subset(fer_root, root, {"train": {"happy": train, "surprise": train}, "val": val})
 
 
 def _train(*args: str, torchrun: int = 0) -> subprocess.CompletedProcess:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from fer_subsets import fer_subset
+
 torch = pytest.importorskip("torch")
 yaml = pytest.importorskip("yaml")
 
@@ -29,14 +31,8 @@ TINY = {"limit_per_class": 20, "batch_size": 32, "threads": 2, "model": "vgg_s"}
 @pytest.fixture(scope="module")
 def imbalanced(fer_root, tmp_path_factory):
     """<root>/{train,val}/{happy,disgust}: 60 happy and 15 disgust train images (symlinks to FER2013)."""
-    root = tmp_path_factory.mktemp("imbalanced")
-    for split, counts in (("train", {"happy": 60, "disgust": 15}), ("val", {"happy": 20, "disgust": 20})):
-        for cls, n in counts.items():
-            d = root / split / cls
-            d.mkdir(parents=True)
-            for f in sorted((fer_root / split / cls).iterdir())[:n]:
-                (d / f.name).symlink_to(f)
-    return root
+    return fer_subset(fer_root, tmp_path_factory.mktemp("imbalanced"),
+                      {"train": {"happy": 60, "disgust": 15}, "val": {"happy": 20, "disgust": 20}})
 
 
 def _history(run: Path) -> list[dict]:

@@ -359,14 +359,22 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     try:
         cfg = TrainConfig.from_dict(base)
-        if args.nproc and args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1") or 1) == 1:
+        if args.nproc and args.nproc > 1 and _torchrun_rank() is None:
             return _launch_train(cfg, args)
         run = train(cfg, resume=args.resume, timeout=args.dist_timeout)
     except (TypeError, ValueError, FileNotFoundError, FileExistsError, DistributedError) as e:
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, one process says where the run is
+    if not _torchrun_rank():  # under torchrun, one process says where the run is
         print(f"run folder: {run}\nmodel: {run / 'model.onnx'}")
     return 0
+
+
+def _torchrun_rank() -> int | None:
+    """This process's rank when torchrun started it among several (``WORLD_SIZE`` > 1), else None."""
+    try:
+        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    except ValueError:
+        return None
 
 
 def _launch_train(cfg, args: argparse.Namespace) -> int:
@@ -1266,11 +1274,11 @@ def main(argv: list[str] | None = None) -> int:
         _drop_stdout()
         return 1
     except CLIError as e:
-        rank = os.environ.get("RANK", "0") if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 else "0"
-        print(f"emolens: error: {e}" if rank == "0" else f"emolens: error (process {rank}): {e}", file=sys.stderr)
+        rank = _torchrun_rank()
+        print(f"emolens: error (process {rank}): {e}" if rank else f"emolens: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun, one process of the run says it
+        if not _torchrun_rank():  # under torchrun, one process of the run says it
             print("emolens: interrupted", file=sys.stderr)
         return 130
 

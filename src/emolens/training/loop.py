@@ -342,7 +342,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, timeout: float | None = Non
         fresh = not (existed and any(out.iterdir()))
         if not fresh and not resume:
             raise FileExistsError(f"{out} already holds a run: pick another --out, or pass --resume to continue it")
-        dist.barrier()  # every process has looked at --out before rank 0 writes into it
+        dist.barrier()  # every process has looked at --out before rank 0 writes into it (a new last.pt waits for
+        # the first epoch's collectives, which every process reaches only after reading the old one)
         try:
             return _train(cfg, resume=resume, dist=dist)
         except Exception:
@@ -381,7 +382,6 @@ def _train(cfg: TrainConfig, *, resume: bool, dist: ddp.Dist) -> Path:
                          f"split evenly between them: give a multiple of {dist.world}")
     dtype = amp_dtype(cfg.precision, device)
     ck = _resume_checkpoint(out, cfg) if resume else None  # checked before anything in the run folder changes
-    dist.barrier()  # every process has read last.pt before rank 0 may write a new one
     if dist.main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
@@ -447,7 +447,7 @@ def _train(cfg: TrainConfig, *, resume: bool, dist: ddp.Dist) -> Path:
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)  # fp16 (GPU only) needs loss scaling
     net = model  # what the batches go through: the model, or its DDP wrapper that averages the gradients
     batch_size = cfg.batch_size // dist.world  # this process's share of every step's batch
-    per_process = len(tr) // dist.world if dist.active else len(tr)
+    per_process = len(tr) // dist.world  # every process as many images (DistributedSampler's drop_last)
     if dist.active:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -464,7 +464,6 @@ def _train(cfg: TrainConfig, *, resume: bool, dist: ddp.Dist) -> Path:
             why = str(e).splitlines()[0]
             raise ValueError(f"--resume: {out / 'last.pt'} does not fit this model ({why})") from None
         if ema is not None and "ema" in ck:
-            # (saved by rank 0; its BatchNorm statistics are rank 0's, as in validation)
             ema.load_state_dict(ck["ema"])
         if "scaler" in ck:
             scaler.load_state_dict(ck["scaler"])
