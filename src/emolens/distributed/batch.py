@@ -195,8 +195,10 @@ def run_batch(inputs: list[str], out: str | os.PathLike, *, model: str | None = 
     if out.exists() and not out.is_dir():
         raise BatchError(f"--out {out} is a file, not a folder")
     _check_manifest(out, files, shard_size, fps, window)
-    for stale in [*out.glob(".shard-*"), *out.glob(f"{VIDEO_FOLDER}/*/.window-*")]:  # an interrupted run's parts
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    for stale in out.glob(".shard-*"):  # an interrupted run's unfinished shard folders ...
+        shutil.rmtree(stale, ignore_errors=True)
+    for stale in out.glob(f"{VIDEO_FOLDER}/*/.window-*"):  # ... and window files
+        stale.unlink(missing_ok=True)
     pictures = [f for f in files if not is_video(f)]
     videos = [f for f in files if is_video(f)]
     shards = [pictures[i : i + shard_size] for i in range(0, len(pictures), shard_size)]
