@@ -273,6 +273,12 @@ def add_train(sub) -> None:
     p.add_argument("--class-weights", choices=["balanced", "sqrt"],
                    help="weight the loss by inverse class frequency (sqrt: by its square root, milder)")
     p.add_argument("--sampler", choices=["shuffle", "balanced"], help="balanced: draw every class equally often")
+    p.add_argument("--votes", metavar="FILE.csv",
+                   help="several annotators' votes per face (file + a count per label, e.g. FER+'s ferplus.csv): "
+                        "train on each face's vote distribution; --class-weights then count the soft targets")
+    p.add_argument("--votes-mix", type=float, metavar="SHARE",
+                   help="with --votes: the folder label's share of the target, 0-1 (default 0: votes only; 0.5: "
+                        "half each)")
     p.add_argument("--patience", type=int, help="early stopping: epochs without a better val metric (0 = off)")
     p.add_argument("--select", choices=["accuracy", "macro_f1", "loss", "last"],
                    help="val metric that picks best.pt (last: the last epoch)")
@@ -336,7 +342,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "train_split": args.train_split, "val_split": args.val_split, "init": args.init,
         "optimizer": args.optimizer, "schedule": args.schedule, "weight_decay": args.weight_decay,
         "label_smoothing": args.label_smoothing, "mixup": args.mixup, "cutmix": args.cutmix, "ema": args.ema,
-        "class_weights": args.class_weights, "sampler": args.sampler,
+        "class_weights": args.class_weights, "sampler": args.sampler, "votes": args.votes,
+        "votes_mix": args.votes_mix,
         "patience": args.patience, "select": args.select, "weights": args.weights, "freeze": args.freeze,
         "unfreeze_last": args.unfreeze_last, "device": args.device, "teacher": args.teacher,
         "distill": args.distill, "distill_temperature": args.distill_temperature,
@@ -415,6 +422,9 @@ def add_evaluate(sub) -> None:
     detector_flags(p, DEFAULT_DETECTOR)
     p.add_argument("--skip-unknown", action="store_true",
                    help="leave out images of classes the model does not have (else they are an error)")
+    p.add_argument("--votes", metavar="FILE.csv",
+                   help="score against the majority of several annotators' votes (e.g. FER+'s ferplus.csv) instead "
+                        "of the folders; ties and faces whose top vote is not a label are left out and counted")
     p.add_argument("--out", help="folder for report.json, report.md and the PNGs (default for a run: RUN/eval-SPLIT)")
     p.add_argument("--force", action="store_true", help="replace an existing report")
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr (shown on a terminal)")
@@ -454,7 +464,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         ev = evaluate_model(args.model, args.data, args.split, limit_per_class=args.limit_per_class,
                             log=log, detect=args.detect, detector=args.detector,
-                            align=_align_of(args), skip_unknown=args.skip_unknown, progress=progress)
+                            align=_align_of(args), skip_unknown=args.skip_unknown, progress=progress,
+                            votes=args.votes)
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     finally:

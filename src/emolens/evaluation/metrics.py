@@ -192,6 +192,7 @@ def evaluate_model(
     align: str = DEFAULT_ALIGN,
     skip_unknown: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    votes: str | os.PathLike | None = None,
 ) -> Evaluation:
     """Evaluate an emolens ONNX model (path, run folder, or ``None``/``"default"`` for the bundled one)
     on one split of any dataset :func:`emolens.training.data.open_source` reads (class names must be
@@ -201,7 +202,18 @@ def evaluate_model(
     it (including the model's test-time augmentation). With ``detect`` each picture goes through the
     detector and alignment as ``emolens predict`` does, and its largest face is scored; a picture where no
     face is found counts as wrong (``report["detection"]`` says how many were found; ROC and calibration
-    are over the found faces). ``progress(done, total)`` is called as the images are scored."""
+    are over the found faces). ``progress(done, total)`` is called as the images are scored.
+
+    With ``votes`` (a votes CSV, :mod:`emolens.training.votes`) the truth is each face's majority vote instead
+    of its folder: faces whose top vote is tied, or is not one of the model's labels (FER+'s contempt, unknown,
+    not-a-face), or that have no row are left out, and ``report["votes"]`` counts them."""
+    if votes is not None and detect:
+        raise ValueError("--votes scores face crops against their annotators' majority; leave out --detect")
+    votes_table = None
+    if votes is not None:  # read first: a bad CSV fails before the slow part
+        from ..training.votes import read_votes
+
+        votes_table = read_votes(votes, roots=[data])
     onnx_path, run = resolve_model(model)
     rec = EmotionRecognizer(onnx_path, detector=detector, align=align)
     tick = progress or (lambda done, total: None)
@@ -217,10 +229,27 @@ def evaluate_model(
         rows += [[f.scores[lab] for lab in clf.labels] for f in rec.classify_boxes(img, whole)]
         tick(i + 1, len(images))
     probs = np.array(rows)
-    report = classification_metrics(ds.labels, probs.argmax(1), clf.labels, probs)
+    y_true, files, votes_info = ds.labels, ds.files, None
+    if votes_table is not None:
+        majority, left = votes_table.majority(ds.files, clf.labels)
+        keep = majority >= 0
+        if not keep.any():
+            raise ValueError(f"votes {votes}: none of the {len(keep)} faces of {data} [{split}] has a majority vote "
+                             f"among the model's labels (left out: {_left_text(left)})")
+        votes_info = {"file": str(votes), "scored": int(keep.sum()), "total": int(len(keep)), "left_out": left,
+                      "folder_label_agrees": float((ds.labels[keep] == majority[keep]).mean())}
+        y_true, probs, images = majority[keep], probs[keep], images[keep]
+        files = [f for f, k in zip(ds.files, keep) if k]
+    report = classification_metrics(y_true, probs.argmax(1), clf.labels, probs)
     report.update(model=str(clf.path), data=str(data), split=split, source=source.kind,
                   skipped=[f for f, _ in ds.skipped], model_info=model_info(clf.path))
-    return Evaluation(report, probs, ds.labels, images, ds.files)
+    if votes_info is not None:
+        report["votes"] = votes_info
+    return Evaluation(report, probs, y_true, images, files)
+
+
+def _left_text(left: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(left.items())) or "none"
 
 
 def _evaluate_detected(rec: EmotionRecognizer, data: str | os.PathLike, split: str, *, run: Path | None,

@@ -31,6 +31,14 @@ def format_report(report: dict[str, Any]) -> str:
                   f"**{det['found']} / {det['total']}** pictures ({det['found'] / det['total']:.1%}); the "
                   f"{det['total'] - det['found']} without one count as wrong. Accuracy on the pictures with a "
                   f"face: {report['found_accuracy']:.4f}. ROC and calibration are over those.", ""]
+    votes = report.get("votes")
+    if votes:
+        left = ", ".join(f"{k.removeprefix('top_')} {v}" if k.startswith("top_") else f"{k} {v}"
+                         for k, v in sorted(votes["left_out"].items()))
+        lines += [f"Truth: the majority of the votes in `{votes['file']}`, for **{votes['scored']} / "
+                  f"{votes['total']}** faces; left out: {left or 'none'} (a tie, a top vote that is not one of the "
+                  f"model's labels, or no row). The folder's label agrees with the majority on "
+                  f"{votes['folder_label_agrees']:.1%} of the faces scored.", ""]
     if len(report.get("classes_present", labels)) < len(labels):
         lines += [f"Macro averages over the {len(report['classes_present'])} classes present: "
                   f"{', '.join(report['classes_present'])}.", ""]

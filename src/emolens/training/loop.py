@@ -60,7 +60,8 @@ DEVICES = ("auto", "cpu", "cuda")
 # Options that fix what last.pt holds (architecture, trainable parameters, optimiser state, data): a resumed run
 # must keep them; the others (epochs, lr, patience, device, precision ...) may change on --resume.
 RESUME_FIXED = ("model", "data", "train_split", "val_split", "split_seed", "split_fractions", "limit_per_class",
-                "val_limit_per_class", "mean", "std", "optimizer", "ema", "weights", "freeze", "unfreeze_last")
+                "val_limit_per_class", "mean", "std", "optimizer", "ema", "weights", "freeze", "unfreeze_last", "votes",
+                "votes_mix")
 
 
 @dataclass
@@ -96,6 +97,10 @@ class TrainConfig:
     class_weights: str | None = None  # None | "balanced" (loss weights n / (k * n_class)) | "sqrt" (their square
     # root: a milder push toward rare classes, e.g. FER2013's disgust, that costs the common ones less)
     sampler: str = "shuffle"  # shuffle | balanced (draw every class equally often, with replacement)
+    votes: str | None = None  # a votes CSV (file + a count per label, e.g. FER+'s ferplus.csv): train on the vote
+    # distribution of each face instead of its folder's label alone (see training.votes); class weights then
+    # count the soft targets
+    votes_mix: float = 0.0  # with votes: the folder label's share of the target (0 = votes only, 0.5 = half each)
     patience: int = 0  # early stopping: stop after this many epochs without a better `select` metric (0 = off)
     select: str = "accuracy"  # the val metric that picks best.pt: accuracy | macro_f1 | loss | last (the last
     # epoch: fine-tuning for faces the val split does not hold, e.g. real photos, chosen outside the loop)
@@ -153,6 +158,11 @@ class TrainConfig:
             raise ValueError(f"distill must be a weight in [0, 1] (the teacher's share), not {self.distill!r}")
         if not (isinstance(self.distill_temperature, int | float) and self.distill_temperature > 0):
             raise ValueError(f"distill_temperature must be a positive number, not {self.distill_temperature!r}")
+        if self.votes is not None and not isinstance(self.votes, str):
+            raise ValueError(f"votes must be the path of a votes CSV, not {self.votes!r}")
+        if not (isinstance(self.votes_mix, int | float) and 0 <= self.votes_mix <= 1):
+            raise ValueError(f"votes_mix must be in [0, 1] (the folder label's share of the target), "
+                             f"not {self.votes_mix!r}")
         if self.teacher is not None and not isinstance(self.teacher, str):
             raise ValueError(f"teacher must be the path of an emolens .onnx model, not {self.teacher!r}")
         self.augment.validate()
@@ -281,6 +291,52 @@ def predict_logits(model: torch.nn.Module, images: np.ndarray, cfg: TrainConfig,
         with autocast(device, dtype):
             outs.append(model(normalise(to_input(images[i : i + batch], device), cfg)).float().cpu())
     return torch.cat(outs)
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, sample_weight: torch.Tensor,
+                       class_weight: torch.Tensor | None, label_smoothing: float, pair: torch.Tensor,
+                       lam: float) -> torch.Tensor:
+    """Cross-entropy against a distribution over the labels (the votes): ``-sum_c w_c t_c log p_c`` per face, with
+    class weights ``w`` (None = 1), label smoothing and mixup/CutMix's mixed targets, averaged over the batch
+    weighted by each face's ``sample_weight``."""
+    if lam < 1:
+        target = lam * target + (1 - lam) * target[pair]
+        sample_weight = lam * sample_weight + (1 - lam) * sample_weight[pair]
+    per_face = F.cross_entropy(logits.float(), target, weight=class_weight, label_smoothing=label_smoothing,
+                               reduction="none")
+    return (per_face * sample_weight).sum() / sample_weight.sum().clamp_min(1e-12)
+
+
+def _vote_targets(cfg: TrainConfig, tr, va, log):
+    """The votes CSV applied to the loaded splits: (training faces that are kept, their soft targets, their loss
+    weights, the val faces' majority label or -1, or None when the CSV covers no val face)."""
+    from .votes import read_votes
+
+    votes = read_votes(cfg.votes, roots=[cfg.data])
+    targets, weights, keep, stats = votes.targets(tr.files, tr.labels, tr.classes, mix=cfg.votes_mix)
+    if not stats["rows"]:
+        raise ValueError(f"votes {cfg.votes}: none of its {len(votes)} rows is a training image of {cfg.data} "
+                         "(file paths are read relative to the CSV's folder, then to the data folder)")
+    ignored = votes.ignored_columns(tr.classes)
+    log(f"votes: {cfg.votes}, {stats['rows']} of {len(tr)} training faces have a row"
+        + (f"; {stats['no_row']} without one train on their folder's label" if stats["no_row"] else "")
+        + (f"; columns {ignored} are not labels: their votes are dropped" if ignored else "")
+        + (f", and {stats['no_label_votes']} faces with no other votes are left out" if stats["no_label_votes"] else "")
+        + f"; target = {1 - cfg.votes_mix:g} x votes + {cfg.votes_mix:g} x folder label"
+        + ("; per-face weights from its weight column" if votes.has_weights else ""))
+    if not keep.all():
+        tr = dataclasses.replace(tr, images=tr.images[keep], labels=tr.labels[keep],
+                                 files=[f for f, k in zip(tr.files, keep) if k])
+        targets, weights = targets[keep], weights[keep]
+    if not len(tr):
+        raise ValueError(f"votes {cfg.votes}: no training face is left")
+    val_votes, left = votes.majority(va.files, va.classes)
+    if (val_votes >= 0).any():
+        log(f"votes: val accuracy is also measured against the votes' majority on {(val_votes >= 0).sum()} of "
+            f"{len(va)} val faces (left out: {', '.join(f'{k} {v}' for k, v in sorted(left.items())) or 'none'})")
+    else:
+        val_votes = None
+    return tr, targets, weights, val_votes
 
 
 def lr_at(step: int, total: int, epoch: int, cfg: TrainConfig) -> float:
@@ -419,6 +475,9 @@ def _train(cfg: TrainConfig, *, resume: bool, dist: ddp.Dist) -> Path:
                      classes=tr.classes, limit_per_class=val_limit, log=log)
     log(f"data: {source.kind} {cfg.data}, {len(tr)} {train_split} / {len(va)} {val_split} images, "
         f"classes {tr.classes}, decoded in {time.time() - t0:.1f}s")
+    targets, sample_loss_weight, val_votes = None, None, None
+    if cfg.votes:  # soft targets from the annotators' votes (training/votes.py)
+        tr, targets, sample_loss_weight, val_votes = _vote_targets(cfg, tr, va, log)
 
     # --- model, loss and optimiser
     model = build_model(cfg, len(tr.classes)).to(device, memory_format=torch.channels_last)
@@ -435,9 +494,11 @@ def _train(cfg: TrainConfig, *, resume: bool, dist: ddp.Dist) -> Path:
         log(f"teacher: {teacher.describe()}; loss = {1 - cfg.distill:g} x cross-entropy + {cfg.distill:g} x "
             f"distillation at temperature {cfg.distill_temperature:g}")
     counts = np.bincount(tr.labels, minlength=len(tr.classes))
+    # with votes, how often each class is the target counts the soft targets (a face 7/10 anger adds 0.7 to anger)
+    target_counts = counts if targets is None else targets.sum(0)
     loss_weight = None
     if cfg.class_weights:  # balanced: as sklearn's compute_class_weight("balanced"); sqrt: its square root
-        balanced = len(tr) / (len(counts) * np.maximum(counts, 1))
+        balanced = len(tr) / (len(counts) * np.maximum(target_counts, 1))
         loss_weight = torch.tensor(np.sqrt(balanced) if cfg.class_weights == "sqrt" else balanced, dtype=torch.float32)
         log("class weights: " + ", ".join(f"{c} {w:.2f}" for c, w in zip(tr.classes, loss_weight.tolist())))
         loss_weight = loss_weight.to(device)
@@ -480,6 +541,8 @@ def _train(cfg: TrainConfig, *, resume: bool, dist: ddp.Dist) -> Path:
 
     history_path = out / "history.csv"
     fields = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_macro_f1", "lr", "seconds"]
+    if val_votes is not None:
+        fields.insert(-2, "val_votes_acc")
     if dist.main and not history_path.exists():
         with history_path.open("w", newline="") as f:
             csv.writer(f).writerow(fields)
@@ -510,10 +573,15 @@ def _train(cfg: TrainConfig, *, resume: bool, dist: ddp.Dist) -> Path:
                 g["lr"] = lr
             with autocast(device, dtype):
                 logits = net(x)
-                ce = dict(weight=loss_weight, label_smoothing=cfg.label_smoothing)
-                loss = F.cross_entropy(logits.float(), y, **ce)
-                if lam < 1:
-                    loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), y[pair], **ce)
+                if targets is None:
+                    ce = dict(weight=loss_weight, label_smoothing=cfg.label_smoothing)
+                    loss = F.cross_entropy(logits.float(), y, **ce)
+                    if lam < 1:
+                        loss = lam * loss + (1 - lam) * F.cross_entropy(logits.float(), y[pair], **ce)
+                else:
+                    t = torch.from_numpy(targets[idx]).to(device)
+                    w = torch.from_numpy(sample_loss_weight[idx]).to(device)
+                    loss = soft_cross_entropy(logits, t, w, loss_weight, cfg.label_smoothing, pair, lam)
                 if soft is not None:
                     kd = distillation_loss(logits, soft, cfg.distill_temperature)
                     loss = (1 - cfg.distill) * loss + cfg.distill * kd
@@ -541,6 +609,12 @@ def _train(cfg: TrainConfig, *, resume: bool, dist: ddp.Dist) -> Path:
         val_acc = float((pred == va.labels).mean())
         val_f1 = _macro_f1(va.labels, pred, len(tr.classes))
         row = [epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc, val_f1, lr, time.time() - t0]
+        votes_note = ""
+        if val_votes is not None:  # the majority of the votes, on the val faces that have one
+            scored = val_votes >= 0
+            val_votes_acc = float((pred[scored] == val_votes[scored]).mean())
+            row.insert(-2, val_votes_acc)
+            votes_note = f" votes-majority acc {val_votes_acc:.4f}"
         if dist.main:
             with history_path.open("a", newline="") as f:
                 csv.writer(f).writerow([f"{v:.5g}" if isinstance(v, float) else v for v in row])
@@ -577,7 +651,8 @@ def _train(cfg: TrainConfig, *, resume: bool, dist: ddp.Dist) -> Path:
             if improved:
                 _save_best(out / "best.pt", judged, cfg, tr.classes, state["best_record"])
         log(f"epoch {epoch + 1}/{cfg.epochs}: train loss {row[1]:.4f} acc {row[2]:.4f} | "
-            f"val loss {val_loss:.4f} acc {val_acc:.4f} macro-F1 {val_f1:.4f}{' *' if improved else ''} | "
+            f"val loss {val_loss:.4f} acc {val_acc:.4f} macro-F1 {val_f1:.4f}{votes_note}"
+            f"{' *' if improved else ''} | "
             f"{row[-1]:.0f}s")
         if cfg.patience and state["bad_epochs"] >= cfg.patience:
             log(f"early stop: no better val {cfg.select} in {cfg.patience} epochs")
