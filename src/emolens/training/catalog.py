@@ -62,6 +62,10 @@ ARCHITECTURES: tuple[Architecture, ...] = (
         "vgg_s", 48, 1, 1_765_031, 1_765_031,
         "VGG-style CNN, 4 stages × 2 conv (32-256), 48×48 gray",
     ),
+    Architecture(
+        "vgg_xs", 48, 1, 993_727, 993_727,
+        "VGG-style CNN, 4 stages × 2 conv (24-192), 48×48 gray",
+    ),
 )
 # END GENERATED
 
