@@ -22,9 +22,8 @@ from .classify import Classifier, ModelError  # noqa: E402
 from .detect import Box, create_detector  # noqa: E402
 from .imageio import ImageError, load_image  # noqa: E402
 from .recognizer import EmotionRecognizer  # noqa: E402
+from ._version import __version__  # noqa: E402
 from .results import Face, Faces, ImageResult  # noqa: E402
-
-__version__ = "0.1.0"
 
 __all__ = [
     "Box",
