@@ -149,7 +149,7 @@ def test_explain_toggle_shows_the_heat_map(browser_context, photos_dir, tmp_path
         page.goto(server.url + "/")
         page.wait_for_selector("#model-info dd")
         assert page.locator("#explain-toggle").is_enabled()
-        page.locator(".toggle").click()
+        page.locator(".toggle", has=page.locator("#explain-toggle")).click()
         assert page.locator("#explain-toggle").is_checked()
         page.set_input_files("#file-input", str(photos_dir / "portrait_obama.jpg"))
         expect(page.locator("#explain-fig")).to_be_visible(timeout=60_000)

@@ -15,6 +15,7 @@
     emolens push RUN_OR_MODEL --repo OWNER/NAME                                         ([hub] extra)
     emolens batch INPUT ... --out DIR [--actors N] [--address RAY]                      ([distributed] extra)
     emolens serve [--host 127.0.0.1] [--port 8000] [--concurrency N]                     ([serve] extra)
+    emolens web export DIR [--model NAME] [--detector NAME] [--force]
 
 Each verb is two functions side by side: ``add_VERB`` (its options) and ``cmd_VERB`` (a call into the library).
 
@@ -1163,6 +1164,43 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+# ----------------------------------------------------------------------------- web
+def add_web(sub) -> None:
+    """`emolens web export` and its options."""
+    from .detect import DEFAULT_DETECTOR
+
+    p = sub.add_parser("web", help="emolens in the browser: a static site that runs the models in the page")
+    verbs = p.add_subparsers(dest="web_command", metavar="VERB")
+    verbs.required = True
+    e = verbs.add_parser("export", help="write a static site (page, ES module, onnxruntime-web, models) to DIR")
+    e.add_argument("folder", metavar="DIR", help="where the site goes (new or empty, unless --force)")
+    e.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    e.add_argument("--detector", default=DEFAULT_DETECTOR, metavar="NAME",
+                   help=f"face detector for photos: centerface or centerface-fast (default: {DEFAULT_DETECTOR}; live "
+                        "video uses centerface-fast)")
+    e.add_argument("--force", action="store_true",
+                   help="write into a folder that is not empty: the site's files replace files of the same names, "
+                        "nothing else is touched")
+    e.set_defaults(func=cmd_web_export)
+
+
+def cmd_web_export(args: argparse.Namespace) -> int:
+    from .classify import ModelError
+    from .web import WebError, export_site
+
+    try:
+        site = export_site(args.folder, model=args.model, detector=args.detector, force=args.force)
+    except (WebError, ModelError) as e:
+        raise CLIError(str(e)) from None
+    mb = {k: v / 1e6 for k, v in site.files.items()}
+    runtime = sum(v for k, v in mb.items() if k.startswith("web/ort/"))
+    models = sum(v for k, v in mb.items() if k.endswith(".onnx"))
+    print(f"{args.folder}: a static site of {len(site.files)} files, {site.total_bytes / 1e6:.1f} MB (models "
+          f"{models:.1f} MB, onnxruntime-web {runtime:.1f} MB); it fetches nothing from another origin\n"
+          f"try it: python -m http.server -d {args.folder}  (then open http://127.0.0.1:8000/)")
+    return 0
+
+
 def _listening_socket(host: str, port: int):
     """A TCP socket bound to ``host``:``port`` for uvicorn to listen on (CLIError when it cannot be bound)."""
     import socket
@@ -1242,7 +1280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for add in (add_predict, add_detectors, add_video, add_webcam, add_explain, add_train, add_evaluate,
                 add_compare, add_export, add_calibrate, add_models, add_gradio, add_push, add_batch,
-                add_serve):  # help order
+                add_serve, add_web):  # help order
         add(sub)
     return ap
 

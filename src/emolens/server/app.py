@@ -50,6 +50,8 @@ from ..draw import annotate as draw_faces
 from ..imageio import ImageError, decode_bytes, image_format
 from ..output import JPEG_MAX_SIDE, encode_image
 from ..recognizer import EmotionRecognizer
+from ..web.site import JS_DIR, browser_detectors, manifest_files
+from ..web.site import manifest as browser_manifest
 
 log = logging.getLogger("emolens.server")
 
@@ -599,13 +601,38 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         results = await asyncio.gather(*(one(n, d) for n, d in files))
         return {"model": service.model_id, "results": list(results)}
 
+    # "Run in this browser": the page's ES module (/web/) loads the server's own model and detector from here
+    web: dict[str, Any] = {}
+
+    def web_assets() -> dict[str, Any]:  # built on first use: hashing the model files takes a moment
+        if not web:
+            clf = service.recognizer.classifier
+            photo = config.detector if config.detector in browser_detectors() else DEFAULT_DETECTOR
+            m = browser_manifest(clf, detector=photo, prefix="files/", max_pixels=config.max_pixels)
+            web.update(manifest=m, files=manifest_files(m, clf))
+        return web
+
+    @app.get("/v1/web/manifest.json", tags=["model"], dependencies=[Depends(check_key)],
+             summary="what the web page's 'Run in this browser' loads: the model, the detectors, their settings")
+    async def web_manifest() -> dict[str, Any]:
+        return (await asyncio.get_running_loop().run_in_executor(None, web_assets))["manifest"]
+
+    @app.get("/v1/web/files/{name}", tags=["model"], dependencies=[Depends(check_key)],
+             summary="a model file that /v1/web/manifest.json names")
+    async def web_file(name: str) -> FileResponse:
+        files = (await asyncio.get_running_loop().run_in_executor(None, web_assets))["files"]
+        if name not in files:
+            raise ApiError(404, "not_found", f"no file {name!r} here; /v1/web/manifest.json names: {', '.join(files)}")
+        return FileResponse(files[name], media_type="application/octet-stream")
+
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={
+        return FileResponse(STATIC_DIR / "index.html", headers={  # WebAssembly needs 'wasm-unsafe-eval' (no eval)
             "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-                                       "style-src 'self'; script-src 'self'; connect-src 'self'",
+                                       "style-src 'self'; script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'",
             "Cache-Control": "no-cache",
         })
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/web", StaticFiles(directory=JS_DIR), name="web")
     return app

@@ -1,5 +1,7 @@
-// emolens web page: upload or webcam -> POST /v1/predict -> boxes, face list, probability bars.
-// Plain JavaScript, no libraries, nothing fetched from outside this server.
+// emolens web page: upload or webcam -> POST /v1/predict -> boxes, face list, probability bars; or, with "Run in
+// this browser" (and always on a static site written by `emolens web export`), the same models run here through
+// the ES module in web/ (onnxruntime-web): no image leaves the page.
+// Plain JavaScript, no libraries, nothing fetched from outside this server (or the static site's folder).
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -7,8 +9,11 @@ const COLOURS = { // RGB, the same as emolens.draw.COLOURS (which are BGR)
   angry: [220, 40, 40], disgust: [40, 140, 40], fear: [160, 60, 160], happy: [255, 200, 30],
   neutral: [200, 200, 200], sad: [40, 120, 200], surprise: [120, 200, 60],
 };
+// A static site (no server behind the page) marks its <html data-emolens-site="static">.
+const STATIC_SITE = document.documentElement.dataset.emolensSite === "static";
 const state = { model: null, faces: [], selected: 0, mode: "upload", live: false, stream: null,
-  key: sessionStorage.getItem("emolens-key") || "", width: 0, height: 0 };
+  key: sessionStorage.getItem("emolens-key") || "", width: 0, height: 0,
+  engine: STATIC_SITE ? "browser" : sessionStorage.getItem("emolens-engine") || "server", liveCtl: null };
 
 function colour(label) {
   let c = COLOURS[label];
@@ -68,30 +73,92 @@ function metricValue(key, v) {
   return v <= 1 ? `${(100 * v).toFixed(1)}%` : String(v);
 }
 
+function showModel(m) {
+  state.model = m;
+  $("model-chip").textContent = m.name || m.id;
+  const rows = [["Model", m.id], ["Architecture", m.architecture || "–"],
+    ["Input", `${m.input_size}×${m.input_size} ${m.channels === 1 ? "gray" : "RGB"}`],
+    ["Classes", m.labels.join(", ")],
+    ["Detector", m.detector + (liveDetector() && liveDetector() !== m.detector ? ` (live: ${liveDetector()})` : "")]];
+  for (const [k, v] of Object.entries(m.metrics || {})) rows.push([metricLabel(k), metricValue(k, v)]);
+  const dl = $("model-info");
+  dl.replaceChildren();
+  for (const [k, v] of rows) {
+    const dt = document.createElement("dt"); dt.textContent = k;
+    const dd = document.createElement("dd"); dd.textContent = v;
+    dl.append(dt, dd);
+  }
+  setEngine(state.engine);
+  renderChart();
+}
+
+// ------------------------------------------------------------------ in this browser
+// The ES module and the models load once, on first use; a static site starts loading them at once.
+const MANIFEST = STATIC_SITE ? "models/manifest.json" : "v1/web/manifest.json";
+let browser = null;
+
+function browserModel(manifest) { // what /v1/model says, from the manifest the module loads
+  const meta = manifest.model.meta;
+  return { id: meta.name || manifest.model.name, name: meta.name || manifest.model.name,
+    architecture: meta.architecture, input_size: meta.input_size, channels: meta.channels, labels: meta.labels,
+    metrics: meta.metrics || {}, detector: manifest.detector, detectors: Object.keys(manifest.detectors),
+    explain: false };
+}
+
+function browserRecognizer() {
+  if (!browser) {
+    browser = (async () => {
+      const mod = await import(new URL("web/emolens.mjs", document.baseURI).href);
+      const headers = state.key ? { "X-API-Key": state.key } : {};
+      let last = 0;
+      const rec = await mod.load(new URL(MANIFEST, document.baseURI).href, { headers, onProgress: (p) => {
+        if (performance.now() - last < 200 || state.live) return;
+        last = performance.now();
+        setStatus(`loading the models into this browser… ${(p.loaded / 1e6).toFixed(1)} MB`);
+      } });
+      return rec;
+    })();
+    browser.catch(() => { browser = null; }); // a failed load is tried again next time
+  }
+  return browser;
+}
+
+function setEngine(engine) {
+  state.engine = STATIC_SITE ? "browser" : engine;
+  if (!STATIC_SITE) sessionStorage.setItem("emolens-engine", state.engine);
+  const here = state.engine === "browser";
+  $("engine-toggle").checked = here;
+  $("engine-toggle").disabled = STATIC_SITE;
+  if (STATIC_SITE) $("engine-label").title = "This page has no server: the models run in this browser";
+  $("privacy-note").textContent = here ? "It runs in this browser: no image leaves the page."
+    : "Nothing leaves this server.";
+  const canExplain = !here && state.model && state.model.explain;
+  $("explain-toggle").disabled = !canExplain;
+  if (!canExplain) $("explain-toggle").checked = false;
+  $("explain-toggle").parentElement.title = canExplain ? "Show a heat map of the regions that drove each face's prediction"
+    : here ? "explanations are made on the server, not in the browser" : "explanations are not available on this server";
+}
+
+async function loadStaticModel() {
+  try {
+    const res = await fetch(MANIFEST);
+    if (!res.ok) throw new Error(`${MANIFEST}: HTTP ${res.status}`);
+    showModel(browserModel(await res.json()));
+    await browserRecognizer();
+    setStatus("ready · runs in this browser");
+  } catch (e) {
+    $("model-chip").textContent = "model unavailable";
+    showError(`Cannot load the model: ${e.message}`);
+  }
+}
+
 async function loadModel() {
+  if (STATIC_SITE) return loadStaticModel();
   try {
     const health = await api("/health");
     if (health.api_key_required && !state.key) { $("key-row").hidden = false; }
-    const m = await api("/v1/model");
-    state.model = m;
-    $("model-chip").textContent = m.name || m.id;
-    const rows = [["Model", m.id], ["Architecture", m.architecture || "–"],
-      ["Input", `${m.input_size}×${m.input_size} ${m.channels === 1 ? "gray" : "RGB"}`],
-      ["Classes", m.labels.join(", ")],
-      ["Detector", m.detector + (liveDetector() && liveDetector() !== m.detector ? ` (live: ${liveDetector()})` : "")]];
-    for (const [k, v] of Object.entries(m.metrics || {})) rows.push([metricLabel(k), metricValue(k, v)]);
-    const dl = $("model-info");
-    dl.replaceChildren();
-    for (const [k, v] of rows) {
-      const dt = document.createElement("dt"); dt.textContent = k;
-      const dd = document.createElement("dd"); dd.textContent = v;
-      dl.append(dt, dd);
-    }
-    if (!m.explain) {
-      $("explain-toggle").disabled = true;
-      $("explain-toggle").parentElement.title = "explanations are not available on this server";
-    }
-    renderChart();
+    showModel(await api("/v1/model"));
+    if (state.engine === "browser") browserRecognizer().catch((err) => showError(err.message));
   } catch (e) {
     $("model-chip").textContent = "model unavailable";
     if (e.status !== 401) showError(`Cannot reach the model: ${e.message}`);
@@ -231,15 +298,24 @@ async function predictFile(file) {
   $("overlay").replaceChildren();
   state.selected = 0;
   setStatus("recognising…");
-  const form = new FormData();
-  form.append("file", file, file.name || "image");
   const t0 = performance.now();
+  const here = state.engine === "browser";
   try {
-    const result = await api(predictUrl(), { method: "POST", body: form });
+    let result;
+    if (here) {
+      const rec = await browserRecognizer();
+      const t1 = performance.now();
+      result = await rec.recognise(file, { name: file.name || "image" });
+      result.time_ms = performance.now() - t1;
+    } else {
+      const form = new FormData();
+      form.append("file", file, file.name || "image");
+      result = await api(predictUrl(), { method: "POST", body: form });
+    }
     render(result);
     const n = result.faces.length;
     setStatus(`${n} face${n === 1 ? "" : "s"} · ${result.image.width}×${result.image.height} · ` +
-      `${Math.round(performance.now() - t0)} ms`);
+      `${Math.round(performance.now() - t0)} ms${here ? " · in this browser" : ""}`);
     lastFile = file;
   } catch (e) {
     clearPhoto(); // the error only: no broken image, no "No face found" for a picture that was not read
@@ -304,11 +380,29 @@ async function startWebcam() {
   $("media").hidden = false;
   $("stage").classList.add("has-media");
   state.live = true;
-  liveLoop();
+  if (state.engine === "browser") browserLive(); else liveLoop();
+}
+
+async function browserLive() {
+  let rec;
+  try {
+    rec = await browserRecognizer();
+  } catch (e) {
+    showError(e.message);
+    return;
+  }
+  if (!state.live) return;
+  state.liveCtl = rec.live($("video"), (r) => {
+    if (!state.live) return;
+    render({ faces: r.faces, image: { width: r.width, height: r.height } });
+    showError("");
+    if (r.fps) setStatus(`live · ${r.fps.toFixed(1)} frames/s · in this browser`);
+  }, { onError: (e) => showError(e.message) });
 }
 
 function stopWebcam() {
   state.live = false;
+  if (state.liveCtl) { state.liveCtl.stop(); state.liveCtl = null; }
   if (state.stream) {
     for (const t of state.stream.getTracks()) t.stop();
     state.stream = null;
@@ -370,6 +464,16 @@ function init() {
   $("mode-upload").addEventListener("click", () => setMode("upload"));
   $("mode-webcam").addEventListener("click", () => setMode("webcam"));
   $("explain-toggle").addEventListener("change", () => { if (state.mode === "upload" && lastFile) predictFile(lastFile); });
+  $("engine-toggle").addEventListener("change", (e) => {
+    setEngine(e.target.checked ? "browser" : "server");
+    if (state.engine === "browser") browserRecognizer().catch((err) => showError(err.message));
+    if (state.mode === "webcam") { stopWebcam(); startWebcam(); } else if (lastFile) predictFile(lastFile);
+  });
+  if (STATIC_SITE) {
+    $("docs-link").hidden = true;
+    $("key-row").hidden = true;
+  }
+  setEngine(state.engine);
   $("api-key-save").addEventListener("click", () => {
     state.key = $("api-key").value.trim();
     sessionStorage.setItem("emolens-key", state.key);
