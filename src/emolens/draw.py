@@ -46,10 +46,24 @@ def annotate(image: np.ndarray, faces: list[Face], *, landmarks: bool = True, nu
                 cv2.circle(out, (round(px), round(py)), r + 1, (0, 0, 0), cv2.FILLED, cv2.LINE_AA)
                 cv2.circle(out, (round(px), round(py)), r, col, cv2.FILLED, cv2.LINE_AA)
         text = f"{number} {face.label} {face.score:.0%}" if numbers else f"{face.label} {face.score:.0%}"
-        (tw, th), base_line = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thick)
-        ty = b.y - 4 if b.y - th - base_line - 4 >= 0 else min(h - 1, b.y + b.h + th + base_line + 4)
-        cv2.rectangle(out, (b.x, ty - th - base_line), (b.x + tw + 4, ty + 2), col, cv2.FILLED)
+        scale = font_scale
+        (tw, th), base_line = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        while tw + 4 > w and scale > 0.2:  # a label wider than the picture: smaller type
+            scale *= 0.8
+            (tw, th), base_line = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, thick)
+        tx, ty = label_origin(b.x, b.y, b.y + b.h, tw + 4, th + base_line, w, h)
+        cv2.rectangle(out, (tx, ty - th - base_line), (tx + tw + 4, ty + 2), col, cv2.FILLED)
         text_col = (0, 0, 0) if sum(col) > 380 else (255, 255, 255)
-        cv2.putText(out, text, (b.x + 2, ty - base_line // 2), cv2.FONT_HERSHEY_SIMPLEX, font_scale, text_col,
+        cv2.putText(out, text, (tx + 2, ty - base_line // 2), cv2.FONT_HERSHEY_SIMPLEX, scale, text_col,
                     thick, cv2.LINE_AA)
     return out
+
+
+def label_origin(x: int, top: int, bottom: int, tw: int, th: int, w: int, h: int) -> tuple[int, int]:
+    """Where a ``tw`` × ``th`` label of a box (left ``x``, ``top``, ``bottom``) goes in a ``w`` × ``h`` picture: the
+    left end and the baseline. Above the box where there is room, else below it, else inside its top; shifted left
+    so that it never runs off the right edge (a face near the edge of a group photo), never off the left."""
+    ty = top - 4 if top - th - 4 >= 0 else (bottom + th + 4 if bottom + th + 4 <= h - 3 else max(top, 0) + th + 2)
+    ty = min(max(ty, th), h - 3)
+    tx = min(max(x, 0), max(w - tw, 0))
+    return tx, ty
