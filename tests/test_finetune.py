@@ -118,3 +118,21 @@ def test_resume_of_a_run_saved_before_freeze_applied_to_own_nets(tmp_path):
     assert upgrade_config(old)["freeze"] is False
     assert upgrade_config({"model": "mobilenet_v2", "freeze": True})["freeze"] is True
     assert upgrade_config({"model": "vgg_s", "freeze": True, "config_version": 2})["freeze"] is True
+
+
+def test_init_without_a_recipe_fine_tunes_gently_and_what_the_user_sets_wins():
+    """`emolens train --data DIR --init default` with no config trained at the from-scratch rate (2e-3) and undid
+    what the source knew; with --init the unset options now come from the fine-tuning recipe
+    (configs/finetune_small.yaml's values), without it from the from-scratch defaults."""
+    import yaml
+
+    from emolens.training.loop import FINETUNE, SCRATCH, TrainConfig
+
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "configs" / "finetune_small.yaml").read_text())
+    assert FINETUNE == {k: recipe[k] for k in FINETUNE}
+    tuned = TrainConfig.from_dict({"data": "x", "init": "default"})
+    assert (tuned.lr, tuned.epochs, tuned.batch_size) == (3e-4, 3, 32)
+    scratch = TrainConfig.from_dict({"data": "x"})
+    assert (scratch.lr, scratch.epochs, scratch.batch_size) == (SCRATCH["lr"], 30, 128)
+    mine = TrainConfig(data="x", init="fast", lr=1e-3, epochs=7)
+    assert (mine.lr, mine.epochs, mine.batch_size) == (1e-3, 7, 32)
