@@ -43,6 +43,7 @@ from .align import aligned_crop
 from .classify import MAX_BATCH, Classifier
 from .draw import colour_for
 from .results import Face
+from .safefile import write_bytes
 
 METHODS = ("occlusion", "rise")
 """Model-agnostic methods of :func:`saliency` (``gradcam`` needs a checkpoint and the ``[train]`` extra)."""
@@ -384,7 +385,10 @@ def write_files(files: list[tuple[Path, np.ndarray]], *, force: bool = False) ->
 
     A file that already holds exactly the PNG to be written is left as it is (not a conflict): e.g.
     the crop, which does not depend on ``--label`` or ``--method``, when a face is explained again
-    into the same folder. Returns the paths written (those left alone are not in it)."""
+    into the same folder. Returns the paths written (those left alone are not in it). Each file is written through
+    :mod:`emolens.safefile` (a unique temporary file, then moved into place; without ``force`` never over a file
+    that appeared meanwhile), and when one cannot be written (a full disk) those of this picture already written
+    are removed again (without ``force``: they were new)."""
     seen: set[Path] = set()
     encoded: list[tuple[Path, bytes]] = []
     for path, image in files:
@@ -401,10 +405,15 @@ def write_files(files: list[tuple[Path, np.ndarray]], *, force: bool = False) ->
             raise FileExistsError(f"{path} already exists; pass --force to replace it, or give another --out")
         encoded.append((path, data))
     written = []
-    for path, data in encoded:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
-        written.append(path)
+    for folder in {path.parent for path, _ in encoded}:
+        folder.mkdir(parents=True, exist_ok=True)
+    try:
+        for path, data in encoded:  # each complete or absent (emolens.safefile); never over a file without force
+            write_bytes(path, data, replace=force)
+            written.append(path)
+    except BaseException:
+        for path in written:  # this picture's files: all or none
+            if not force:
+                path.unlink(missing_ok=True)
+        raise
     return written

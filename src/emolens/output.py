@@ -15,8 +15,10 @@ import cv2
 import numpy as np
 
 from .draw import annotate
+from .imageio import printable
 from .quiet import quiet_opencv
 from .results import Face, ImageResult
+from .safefile import write_unique
 
 JPEG_MAX_SIDE = 65500
 """JPEG cannot store a side longer than this: an image that long is written as PNG instead."""
@@ -34,7 +36,8 @@ def to_json(results: list[ImageResult]) -> str:
 
 def table_rows(result: ImageResult) -> list[tuple[str, ...]]:
     """The table's rows for one picture: one per face, or one saying there is none (``no face found``) or
-    that the picture could not be read (``ERROR``; the message itself is the caller's to show, once)."""
+    that the picture could not be read (``ERROR``; the message itself is the caller's to show, once). Labels are
+    shown as :func:`emolens.imageio.printable` makes them: a control character cannot reach the terminal."""
     if result.error is not None:
         return [(result.source, "-", "-", "ERROR", "-", "-")]
     if not result.faces:
@@ -42,8 +45,9 @@ def table_rows(result: ImageResult) -> list[tuple[str, ...]]:
     rows = []
     for i, f in enumerate(result.faces, 1):
         ranked = sorted(f.scores.items(), key=lambda kv: kv[1], reverse=True)
-        second = f"{ranked[1][0]} {ranked[1][1]:.0%}" if len(ranked) > 1 else "-"
-        rows.append((result.source, str(i), ", ".join(map(str, f.box.as_list())), f.label, f"{f.score:.1%}", second))
+        second = f"{printable(ranked[1][0])} {ranked[1][1]:.0%}" if len(ranked) > 1 else "-"
+        rows.append((result.source, str(i), ", ".join(map(str, f.box.as_list())), printable(f.label), f"{f.score:.1%}",
+                     second))
     return rows
 
 
@@ -84,7 +88,7 @@ class TableWriter(ResultWriter):
 
     def __init__(self, stream: IO[str], names: list[str], labels: list[str]) -> None:
         super().__init__(stream)
-        longest = max((len(lab) for lab in labels), default=8)
+        longest = max((len(printable(lab)) for lab in labels), default=8)
         cells = (max(names, key=len, default=""), "999", "1000, 1000, 250, 250", "-" * longest, "100.0%",
                  "-" * longest + " 100%")
         self.widths = [max(len(h), len(c)) for h, c in zip(TABLE_HEADER, cells)]
@@ -121,17 +125,6 @@ class JsonWriter(ResultWriter):
         super().close()
 
 
-def unique_path(path: Path) -> Path:
-    """``path`` if nothing is there, else ``name-1.ext``, ``name-2.ext`` ... (never overwrite)."""
-    if not path.exists():
-        return path
-    for i in range(1, 100_000):
-        cand = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        if not cand.exists():
-            return cand
-    raise FileExistsError(f"{path}: too many files with this name")
-
-
 def encode_image(image: np.ndarray, ext: str, params: list[int] | None = None) -> bytes | None:
     """``image`` encoded as ``ext`` (``".png"``, ``".jpg"`` ...), or ``None`` when OpenCV cannot (without its log
     lines on stderr: the caller reports the failure)."""
@@ -148,7 +141,10 @@ def save_annotated(image: np.ndarray, faces: list[Face], source: str | os.PathLi
     """Draw the faces (numbered as in the table) on a copy of the image and write it to
     ``out_dir/<name>_emolens<ext>`` (PNG for a side JPEG cannot hold).
 
-    Never overwrites anything: an existing file gets a numbered sibling instead.
+    Never overwrites anything: when the name is taken, the copy is ``<name>_emolens-1<ext>``, ``-2`` ..., the first
+    name free at the moment it is written, taken atomically (pictures of the same name from different folders,
+    written at once by several workers, each get their own file). Written through :mod:`emolens.safefile`: a
+    complete file or none.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -161,10 +157,7 @@ def save_annotated(image: np.ndarray, faces: list[Face], source: str | os.PathLi
     buf = encode_image(drawn, ext)
     if buf is None and ext != ".png":  # e.g. WebP, whose sides stop at 16383
         ext, buf = ".png", encode_image(drawn, ".png")
-    target = unique_path(out_dir / f"{stem}_emolens{ext}")
+    target = out_dir / f"{stem}_emolens{ext}"
     if buf is None:
         raise OSError(f"{target}: could not encode the annotated image")
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(buf)
-    tmp.replace(target)
-    return target
+    return write_unique(target, buf)

@@ -32,6 +32,7 @@ from scipy.optimize import minimize, minimize_scalar
 from ..classify import softmax_views
 from ..detect.base import Box
 from ..recognizer import EmotionRecognizer
+from ..safefile import write_bytes
 from .metrics import ECE_BINS, calibration, classification_metrics, headline_metrics, load_faces, resolve_model
 
 
@@ -106,6 +107,7 @@ def calibrate_model(
     limit_per_class: int | None = None,
     class_bias: bool = False,
     log=None,
+    replace: bool = True,
 ) -> dict[str, Any]:
     """Fit the softmax temperature of an emolens ONNX model (with ``class_bias``, also a bias per class) on a
     labelled split and, with ``out``, write a copy of the model with them in its metadata (the input is never
@@ -114,7 +116,8 @@ def calibrate_model(
     (fitted on a sample, ``limit_per_class``, the copy keeps the input's figures, less its stale ECE).
 
     Returns the temperature (and ``logit_bias``: the biases, or None), the split's size, accuracy and ECE
-    (15 bins) before and after, and the cross-fitted ECE (see the module docstring)."""
+    (15 bins) before and after, and the cross-fitted ECE (see the module docstring). ``replace=False``: ``out``
+    must not exist when the copy is written (``FileExistsError``); the copy is written whole or not at all."""
     import onnx
 
     onnx_path, run = resolve_model(model)
@@ -156,8 +159,6 @@ def calibrate_model(
         meta.write_to(proto)
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        onnx.save(proto, str(tmp))
-        tmp.replace(out)
+        write_bytes(out, proto.SerializeToString(), replace=replace)  # complete or absent, never through a link
         result["out"] = str(out)
     return result

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..safefile import staged
 from .metrics import Evaluation
 
 REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png", "roc.png", "reliability.png", "mistakes.png")
@@ -70,7 +71,11 @@ def existing_outputs(out_dir: str | os.PathLike) -> list[Path]:
 
 def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, force: bool = False) -> list[Path]:
     """Write report.json, report.md and the figures into ``out_dir``; refuses to replace an earlier
-    report unless ``force``. Returns the files written."""
+    report unless ``force``. Returns the files written.
+
+    All or nothing: every file is made in a temporary folder inside ``out_dir`` first and moved into place only
+    when all are complete (:func:`emolens.safefile.staged`), so a full disk leaves no partial report (a 0-byte
+    ``confusion_matrix.png`` once blocked the next ``evaluate``)."""
     from . import plots
 
     out = Path(out_dir)
@@ -90,10 +95,11 @@ def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, force: bool = Fa
     r["most_confident_mistakes"] = [
         {"file": files[i], "true": labels[y_true[i]],
          "predicted": labels[int(probs[i].argmax())], "confidence": float(probs[i].max())} for i in idx]
-    written = [plots.confusion_matrices(r, out / "confusion_matrix.png"), plots.roc_curves(r, out / "roc.png"),
-               plots.reliability_diagram(r, out / "reliability.png"),
-               plots.mistakes_gallery(images, probs, y_true, labels, out / "mistakes.png")]
-    md = format_report(r) + "\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in written) + "\n"
-    (out / "report.md").write_text(md, encoding="utf-8")
-    (out / "report.json").write_text(json.dumps(r, indent=1), encoding="utf-8")
-    return [out / "report.json", out / "report.md", *written]
+    with staged(out, replace=force) as stage:
+        figures = [plots.confusion_matrices(r, stage("confusion_matrix.png")), plots.roc_curves(r, stage("roc.png")),
+                   plots.reliability_diagram(r, stage("reliability.png")),
+                   plots.mistakes_gallery(images, probs, y_true, labels, stage("mistakes.png"))]
+        md = format_report(r) + "\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in figures) + "\n"
+        stage("report.md").write_text(md, encoding="utf-8")
+        stage("report.json").write_text(json.dumps(r, indent=1), encoding="utf-8")
+    return [out / "report.json", out / "report.md", *(out / p.name for p in figures)]

@@ -8,6 +8,7 @@ input size, channels and normalisation.  See :mod:`emolens.modelmeta` for the fi
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import onnx
 import torch
 
 from ..modelmeta import ModelMeta
+from ..safefile import write_bytes, write_text
 from .checkpoint import read_checkpoint
 from .zoo import create_model, get_spec
 
@@ -29,29 +31,26 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, path: str | os.PathLike
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval().float().to(memory_format=torch.contiguous_format)
     dummy = torch.zeros(1, meta.channels, meta.input_size, meta.input_size)
-    tmp = path.with_suffix(".tmp.onnx")
+    buf = io.BytesIO()  # in memory: no temporary file beside the target (a fixed name there could be a link)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (dummy,), str(tmp), dynamo=False, opset_version=opset,
+            model, (dummy,), buf, dynamo=False, opset_version=opset,
             input_names=["input"], output_names=["logits"],
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
         )
-    proto = onnx.load(str(tmp))
-    tmp.unlink()
+    proto = onnx.load_from_string(buf.getvalue())
     meta.write_to(proto)
     onnx.checker.check_model(proto)
     return _save(proto, path)
 
 
 def _save(proto: onnx.ModelProto, out: str | os.PathLike) -> Path:
-    """Write ``proto`` to ``out`` through a temporary file, so an interrupted write never leaves half a model."""
+    """Write ``proto`` to ``out`` through a unique temporary file (:mod:`emolens.safefile`), so an interrupted
+    write or a full disk never leaves half a model, and no file or link of the user's is written through."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    onnx.save(proto, str(tmp))
-    tmp.replace(out)
-    return out
+    return write_bytes(out, proto.SerializeToString(), replace=True)
 
 
 CheckpointPaths = str | os.PathLike | list[str | os.PathLike]
@@ -362,8 +361,7 @@ def quantize_int8(
         proto = onnx.load(str(q))
         meta.name = (meta.name + " int8").strip()
         meta.write_to(proto)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(proto, str(out))
+        _save(proto, out)
 
     qclf = Classifier(out)
     p32 = clf.predict_proba(list(val_images))
@@ -419,5 +417,5 @@ def quantize_model(
     calib, _ = sample_images(where, "train", per_class=calib_per_class, **opts)
     val, yv = sample_images(where, "val", per_class=val_per_class, **opts)
     res = quantize_int8(onnx_path, out, calib, val, yv, mode=mode)
-    Path(out).with_suffix(".json").write_text(json.dumps(res, indent=1))
+    write_text(Path(out).with_suffix(".json"), json.dumps(res, indent=1), replace=True)
     return res
