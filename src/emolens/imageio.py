@@ -3,24 +3,27 @@
 :func:`load_image` accepts a path, raw bytes, a PIL image or a numpy array and
 always returns an 8-bit, 3-channel **BGR** array (OpenCV's channel order).
 
-Safety: the image's width and height are read from the file header *before*
-decoding, and images with more than ``max_pixels`` pixels are refused, so a
-small file that claims to be 30000×30000 (a "decompression bomb") never
-allocates gigabytes.  PNG, JPEG, GIF, BMP, WebP and TIFF headers are read by
-:func:`header_size`; for other formats OpenCV's own cap applies, which
-``emolens/__init__.py`` sets to :data:`DEFAULT_MAX_PIXELS` through
-``OPENCV_IO_MAX_IMAGE_PIXELS`` before anything imports cv2 (OpenCV reads it once,
-when it is loaded, so it has no effect if cv2 was imported before emolens).
-Every failure raises :class:`ImageError` with a message that names the input;
-OpenCV's own log lines about a bad file are silenced while it decodes.
+Safety: what an image will cost is read from the file header *before* decoding (:func:`check_header`), and
+nothing is decoded whose cost the header does not give: images with more than ``max_pixels`` pixels are refused,
+so a small file that claims to be 30000×30000 (a "decompression bomb") never allocates gigabytes; a file far too
+small for the size it claims is refused as corrupt; the decoded samples may take at most
+:data:`DECODED_BYTES_PER_PIXEL` bytes a pixel of the cap (16-bit and float images); a JPEG may have at most
+``max_scans`` scans (each one more pass over the image). PNG, JPEG, GIF, BMP, WebP and TIFF headers are read by
+:func:`header_size`, the way their decoders read them; other formats are refused. Conversion to 8-bit BGR works in
+strips of rows (:func:`to_bgr8`). OpenCV's own cap, which ``emolens/__init__.py`` sets to
+:data:`DEFAULT_MAX_PIXELS` through ``OPENCV_IO_MAX_IMAGE_PIXELS`` before anything imports cv2, stays as a second
+line. Every failure raises :class:`ImageError` with a message that names the input; OpenCV's own log lines about a
+bad file are silenced while it decodes.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -28,6 +31,15 @@ import numpy as np
 
 DEFAULT_MAX_PIXELS = 100_000_000
 """Default cap on width × height (100 megapixels, bigger than any phone photo)."""
+
+DEFAULT_MAX_SCANS = 32
+"""Default cap on the scans of a JPEG. A progressive JPEG is decoded once per scan, over the whole image: libjpeg's
+progressive files have 10 scans (6 for gray), while 500 copies of a 61-byte scan made a 264 KB file of 6000x6600
+that took 32 s to decode. A baseline JPEG has 1 (3 when its components are stored apart)."""
+
+DECODED_BYTES_PER_PIXEL = 8
+"""The decoded array of an image may take at most this many bytes a pixel of the pixel cap: a 16-bit RGBA image at
+the cap, whatever its depth (a TIFF of 32- or 64-bit samples must be that much smaller)."""
 
 # OpenCV has its own (much larger) cap.  emolens/__init__.py sets this already, before any submodule
 # imports cv2; repeated here so the module states its own requirement.  No effect once cv2 is loaded.
@@ -80,7 +92,8 @@ def describe(src: object) -> str:
 
 
 SIZED_FORMATS = ("png", "gif", "bmp", "webp", "jpeg", "tiff")
-"""The formats whose width and height :func:`header_size` reads before anything is decoded."""
+"""The formats whose width and height :func:`header_size` reads before anything is decoded: the only ones decoded."""
+SIZED_NAMES = "PNG, JPEG, GIF, BMP, WebP or TIFF"
 
 
 def image_format(data: bytes) -> str | None:
@@ -103,8 +116,10 @@ def image_format(data: bytes) -> str | None:
 def header_size(data: bytes) -> tuple[int, int] | None:
     """Width and height read from the header of a PNG, JPEG, GIF, BMP, WebP or TIFF file.
 
-    Returns ``None`` when the format is not one of those or the header is unreadable;
-    the decoder then has the last word.
+    Returns ``None`` when the format is not one of those or the header is unreadable (then :func:`decode_bytes`
+    refuses the file: nothing is decoded whose size is not known first). The header is read the way the decoder
+    reads it: JPEG markers as libjpeg finds them (:func:`jpeg_layout`), TIFF sizes of every integer type libtiff
+    takes, signed ones included.
     """
     kind = image_format(data)
     try:
@@ -132,7 +147,8 @@ def header_size(data: bytes) -> tuple[int, int] | None:
                 return w, h
             return None
         if kind == "jpeg":
-            return _jpeg_size(data)
+            layout = jpeg_layout(data)
+            return (layout.width, layout.height) if layout.sof is not None else None
         if kind == "tiff":
             tags = _tiff_tags(data, {256, 257})  # ImageWidth, ImageLength of the first image
             if tags is not None and 256 in tags and 257 in tags:
@@ -173,8 +189,9 @@ def _bmp_layout(data: bytes) -> tuple[int, int, int]:
     return offset, bits, compression
 
 
-# TIFF field types that hold unsigned integers: BYTE, SHORT, LONG, LONG8 (BigTIFF).
-_TIFF_INT_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q"}
+# TIFF field types that hold integers, as libtiff reads an integer tag from any of them: BYTE, SHORT, LONG, LONG8
+# (BigTIFF) and the signed SBYTE, SSHORT, SLONG, SLONG8 (a size stored as SLONG once went unread and was decoded).
+_TIFF_INT_TYPES = {1: "B", 3: "H", 4: "I", 16: "Q", 6: "b", 8: "h", 9: "i", 17: "q"}
 
 
 def _tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, int] | None:
@@ -182,7 +199,8 @@ def _tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, int] | None:
     TIFF data (classic or BigTIFF).
 
     Used for the TIFF image size, samples and compression, and for the EXIF orientation (EXIF is
-    TIFF-structured).  Returns ``None`` when the data is not TIFF or the IFD lies outside it; raises
+    TIFF-structured).  Returns ``None`` when the data is not TIFF, the IFD lies outside it or a wanted tag
+    appears twice with different values (which one the decoder takes is not for emolens to guess); raises
     ``struct.error`` when cut short.
     """
     order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
@@ -213,7 +231,9 @@ def _tiff_tags(tiff: bytes, wanted: set[int]) -> dict[int, int] | None:
             value_at = e + 4 + field  # the value is left-justified in its field ...
             if count * struct.calcsize(fmt) > field:  # ... unless it does not fit: then the field holds its offset
                 (value_at,) = struct.unpack(order + field_fmt, tiff[value_at : value_at + field])
-            (found[tag],) = struct.unpack(fmt, tiff[value_at : value_at + struct.calcsize(fmt)])
+            (value,) = struct.unpack(fmt, tiff[value_at : value_at + struct.calcsize(fmt)])
+            if found.setdefault(tag, value) != value:
+                return None
     return found
 
 
@@ -273,48 +293,63 @@ def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
     return img if f is None else np.ascontiguousarray(f(img))
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    i = 2
-    n = len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 2
-            continue
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        # SOF0..SOF15 except DHT (C4), JPG (C8) and DAC (CC) carry the frame size.
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h
-        i += 2 + length
-    return None
+# A marker, as libjpeg finds it: 0xFF (and any 0xFF fill bytes), then a code that is not 0x00 (a stuffed data byte),
+# a restart marker RST0-7 or TEM (markers without a length, skipped). libjpeg skips any other bytes it meets where it
+# expects a marker ("Corrupt JPEG data: N extraneous bytes before marker"), as this search does.
+_JPEG_MARKER = re.compile(rb"\xff+([^\x00\x01\xd0-\xd7\xff])")
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # SOF0..SOF15 but DHT, JPG and DAC
 
 
-def _jpeg_complete(data: bytes) -> bool:
-    """True if an end-of-image marker follows the image's first scan.
+@dataclass
+class JpegLayout:
+    """What :func:`jpeg_layout` reads from a JPEG file's markers, the way libjpeg reads them."""
 
-    Scan data never contains FF D9 (0xFF bytes are stuffed), so a file cut short inside its
-    scan has none after it, while a complete JPEG does even if other data follows (motion
-    photos append a video; EXIF thumbnails carry their own markers before the scan).
-    """
+    sof: int | None = None
+    """The first frame marker (0xC0 baseline ... 0xCF): which coding the image uses; ``None``: none found."""
+    width: int = 0
+    height: int = 0
+    components: int = 0
+    scans: int = 0
+    """Start-of-scan markers before the end of the image: each is one more pass over the image's coefficients."""
+    complete: bool = False
+    """An end-of-image marker follows the scans (a file cut short inside its scan data has none)."""
+
+
+def jpeg_layout(data: bytes) -> JpegLayout:
+    """The frame size, the number of scans and whether the image is complete, from a JPEG file's markers.
+
+    The markers are found as libjpeg finds them: bytes between segments that are not a marker are skipped (a
+    stray byte before the frame header once hid the size from emolens while libjpeg decoded the image), a
+    segment's length is skipped over, and the scan data is searched for the next marker (0xFF is stuffed there,
+    restart markers belong to the scan). Segments inside others (an EXIF thumbnail in APP1) are not looked into;
+    what follows the end of the image (a motion photo's video) is not read."""
+    out = JpegLayout()
+    if data[:2] != b"\xff\xd8":
+        return out
     i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return False
-        marker = data[i + 1]
-        if marker == 0xFF or marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 1 if marker == 0xFF else 2
-            continue
-        if marker == 0xDA:  # start of scan
-            return data.find(b"\xff\xd9", i) != -1
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        i += 2 + length
-    return False
+    while True:
+        m = _JPEG_MARKER.search(data, i)
+        if m is None:
+            return out
+        code, at = m.group(1)[0], m.start(1)
+        if code == 0xD9:  # end of image
+            out.complete = out.scans > 0
+            return out
+        if code == 0xD8:  # a second start of image: libjpeg stops with an error
+            return out
+        if at + 3 > n:
+            return out
+        (length,) = struct.unpack(">H", data[at + 1 : at + 3])
+        if length < 2:
+            return out
+        if code in _JPEG_SOF and out.sof is None:
+            if at + 9 > n:
+                return out
+            h, w = struct.unpack(">HH", data[at + 4 : at + 8])
+            out.sof, out.width, out.height, out.components = code, w, h, data[at + 8]
+        elif code == 0xDA:
+            out.scans += 1
+        i = at + 1 + length
 
 
 DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -379,22 +414,7 @@ LZW_MAX_PIXELS_PER_BYTE = 4096 * 8 / 12
 _TIFF_RATIO = {1: 1.0, 5: LZW_MAX_PIXELS_PER_BYTE, 8: DEFLATE_MAX_RATIO, 32946: DEFLATE_MAX_RATIO, 32773: 64.0}
 
 
-def _jpeg_frame(data: bytes) -> int | None:
-    """The SOF marker (0xC0..0xCF) of a JPEG file: which coding it uses."""
-    i, n = 2, len(data)
-    while i + 4 <= n and data[i] == 0xFF:
-        marker = data[i + 1]
-        if marker == 0xFF or marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
-            i += 1 if marker == 0xFF else 2
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return marker
-        (length,) = struct.unpack(">H", data[i + 2 : i + 4])
-        i += 2 + length
-    return None
-
-
-def _smallest_file(data: bytes, kind: str | None, w: int, h: int) -> int:
+def _smallest_file(data: bytes, kind: str | None, w: int, h: int, jpeg: JpegLayout | None = None) -> int:
     """The fewest bytes any valid file of this format can hold a ``w`` × ``h`` image in (0: no bound known).
 
     Each figure is the codec's own limit, not a guess, so no real file falls below it:
@@ -412,7 +432,7 @@ def _smallest_file(data: bytes, kind: str | None, w: int, h: int) -> int:
     """
     blocks = -(-w // 8) * -(-h // 8)
     if kind == "jpeg":
-        sof = _jpeg_frame(data)
+        sof = (jpeg or jpeg_layout(data)).sof
         return 0 if sof is None or sof >= 0xC9 else -(-blocks // 8)  # 0xC9..0xCF: arithmetic coding
     if kind == "png" and len(data) >= 26:
         depth, colour = data[24], data[25]
@@ -432,48 +452,39 @@ def _smallest_file(data: bytes, kind: str | None, w: int, h: int) -> int:
         compression = tags.get(259, 1)
         if compression in (6, 7):  # JPEG inside TIFF
             return -(-blocks // 8)
-        raw = h * -(-w * tags.get(277, 1) * tags.get(258, 1) // 8)
+        raw = h * -(-w * max(1, tags.get(277, 1)) * max(1, tags.get(258, 1)) // 8)
         ratio = _TIFF_RATIO.get(compression)
         return int(raw / ratio) if ratio else 0
     return 0
 
 
-def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode an encoded image (JPEG, PNG, BMP, WebP, TIFF, GIF ...) into 8-bit BGR.
+def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_scans: int = DEFAULT_MAX_SCANS) -> np.ndarray:
+    """Decode an encoded PNG, JPEG, GIF, BMP, WebP or TIFF image into 8-bit BGR.
 
     The EXIF orientation of JPEG, PNG (``eXIf``), WebP and TIFF files is applied; 16-bit images
     are scaled to 8 bits; gray becomes 3-channel; transparent pixels of RGBA images are composited
     on white.
+
+    Nothing is decoded before its cost is known from the header (:func:`check_header`): the size (over
+    ``max_pixels``: refused), the file's floor (too small for that size: corrupt), the decoded samples (at most
+    :data:`DECODED_BYTES_PER_PIXEL` bytes a pixel of the cap) and, for JPEG, the number of scans (over
+    ``max_scans``: refused). Other formats (JPEG 2000, Radiance HDR, PNM ...) are refused: their size is not
+    read before OpenCV decodes them.
     """
     if not data:
         raise ImageError(f"{name}: empty input (0 bytes)")
     kind = image_format(data)
-    size = header_size(data)
-    if size is not None:
-        w, h = size
-        if w <= 0 or h <= 0:
-            raise ImageError(f"{name}: image header gives an invalid size {w}x{h}")
-        if w * h > max_pixels:
-            raise ImageError(
-                f"{name}: image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
-                "(raise max_pixels if you trust this file)"
-            )
-        try:
-            need = _smallest_file(data, kind, w, h)
-        except (struct.error, IndexError):
-            need = 0  # a header cut short: the decoder says what is wrong
-        if len(data) < need:
-            raise ImageError(
-                f"{name}: cannot decode image (corrupt {kind.upper() if kind else 'image'} file: {len(data):,} bytes "
-                f"cannot hold the {w}x{h} image its header claims; the smallest valid file is {need:,} bytes)"
-            )
+    if kind is None:
+        raise ImageError(f"{name}: cannot decode image (not a {SIZED_NAMES} file)")
+    jpeg = jpeg_layout(data) if kind == "jpeg" else None
+    check_header(data, name=name, max_pixels=max_pixels, max_scans=max_scans, jpeg=jpeg)
     buf = np.frombuffer(data, dtype=np.uint8)
-    is_jpeg = kind == "jpeg"
     # IMREAD_COLOR applies the EXIF orientation; IMREAD_UNCHANGED keeps alpha and 16 bits (and the
     # orientation of PNG/WebP is applied below; OpenCV's TIFF decoder applies TIFF's own). OpenCV reads an
     # OS/2 1.x BMP (12-byte header, no alpha) as gray with IMREAD_UNCHANGED, so it gets IMREAD_COLOR too.
     core_bmp = kind == "bmp" and data[14:18] == b"\x0c\0\0\0"
-    flags = cv2.IMREAD_COLOR if is_jpeg or core_bmp else cv2.IMREAD_UNCHANGED
+    flags = cv2.IMREAD_COLOR if jpeg is not None or core_bmp else cv2.IMREAD_UNCHANGED
     try:
         with quiet_opencv():
             img = cv2.imdecode(buf, flags)
@@ -487,20 +498,86 @@ def decode_bytes(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAUL
             ) from None
         raise ImageError(f"{name}: cannot decode image ({str(e).strip().splitlines()[-1]})") from None
     if img is None:
-        kind = "truncated or corrupt JPEG" if is_jpeg else "not a supported image format, or corrupt"
-        raise ImageError(f"{name}: cannot decode image ({kind})")
-    if is_jpeg and not _jpeg_complete(data):
+        why = "truncated or corrupt JPEG" if jpeg is not None else f"corrupt {kind.upper()} file"
+        raise ImageError(f"{name}: cannot decode image ({why})")
+    if jpeg is not None and not jpeg.complete:
         # libjpeg pads a truncated file with grey and only warns; refuse it instead.
         raise ImageError(f"{name}: cannot decode image (truncated JPEG: end-of-image marker missing)")
     if img.shape[0] * img.shape[1] > max_pixels:
         raise ImageError(f"{name}: image is {img.shape[1]}x{img.shape[0]}, over the limit of {max_pixels:,} pixels")
-    if not is_jpeg:
-        img = apply_orientation(img, exif_orientation(data))
-    return to_bgr8(img, name=name)
+    bgr = to_bgr8(img, name=name)  # in strips: 16-bit or float samples are never copied whole
+    del img
+    return bgr if jpeg is not None else apply_orientation(bgr, exif_orientation(data))
+
+
+def check_header(data: bytes, *, name: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS,
+                 max_scans: int = DEFAULT_MAX_SCANS, jpeg: JpegLayout | None = None) -> tuple[int, int]:
+    """What an image will cost to decode, from its header only; raises :class:`ImageError` when it is too much or
+    the header cannot say. Returns (width, height). See :func:`decode_bytes`."""
+    kind = image_format(data)
+    label = kind.upper() if kind else "image"
+    size = header_size(data)
+    if size is None:
+        raise ImageError(f"{name}: cannot decode image (truncated or corrupt {label} file: its header gives no "
+                         "image size, and nothing is decoded without one)")
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise ImageError(f"{name}: image header gives an invalid size {w}x{h}")
+    if w * h > max_pixels:
+        raise ImageError(
+            f"{name}: image is {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+            "(raise max_pixels if you trust this file)"
+        )
+    if kind == "jpeg":
+        jpeg = jpeg or jpeg_layout(data)
+        if jpeg.scans > max_scans:
+            raise ImageError(
+                f"{name}: JPEG has {jpeg.scans:,} scans, over the limit of {max_scans:,} (each scan is one more pass "
+                "over the whole image; raise max_scans if you trust this file)"
+            )
+    try:
+        need = _smallest_file(data, kind, w, h, jpeg)
+        samples = _decoded_bytes_per_pixel(data, kind)
+    except (struct.error, IndexError):
+        need, samples = 0, 0  # a header cut short: the decoder says what is wrong
+    budget = max_pixels * DECODED_BYTES_PER_PIXEL
+    if w * h * samples > budget:
+        raise ImageError(
+            f"{name}: image is {w}x{h} with {samples} bytes of samples a pixel: {_size(w * h * samples)} decoded, "
+            f"over the limit of {_size(budget)} ({DECODED_BYTES_PER_PIXEL} bytes a pixel of the limit of "
+            f"{max_pixels:,} pixels; raise max_pixels if you trust this file)"
+        )
+    if len(data) < need:
+        raise ImageError(
+            f"{name}: cannot decode image (corrupt {label} file: {len(data):,} bytes "
+            f"cannot hold the {w}x{h} image its header claims; the smallest valid file is {need:,} bytes)"
+        )
+    return w, h
+
+
+def _decoded_bytes_per_pixel(data: bytes, kind: str | None) -> int:
+    """Bytes a pixel of the array OpenCV decodes a file into, where it can exceed 8 (a 16-bit RGBA PNG): TIFF
+    with 32- or 64-bit samples, or more than 4 of them. 0 for the rest (at most 8 by their format)."""
+    if kind != "tiff":
+        return 0
+    tags = _tiff_tags(data, {258, 277}) or {}
+    bits, spp = max(1, tags.get(258, 1)), max(1, tags.get(277, 1))
+    per_sample = 1 if bits <= 8 else 2 if bits <= 16 else 4 if bits <= 32 else 8
+    return per_sample * spp
+
+
+STRIP_BYTES = 4 * 2**20
+""":func:`to_bgr8` converts an image a strip of rows at a time, each this many bytes of samples or fewer: a 16-bit
+RGBA image of 6000x6600 composited whole made six float32 copies (2.3 GB for a 473 KB PNG)."""
 
 
 def to_bgr8(arr: np.ndarray, *, name: str = "<array>") -> np.ndarray:
-    """Normalise an array to contiguous uint8 H×W×3 (keeps channel order; composites alpha on white)."""
+    """Normalise an array to contiguous uint8 H×W×3 (keeps channel order; composites alpha on white).
+
+    uint16 is scaled by 1/256, floats in [0, 1] by 255 (values over 1.5 are taken as 0..255), other integers
+    clipped to 0..255, bool gives 0 or 255. The work is done in strips of rows (:data:`STRIP_BYTES`): besides the
+    input, the memory it takes is the 8-bit result and one strip.
+    """
     if not isinstance(arr, np.ndarray):
         raise ImageError(f"{name}: expected a numpy array, got {type(arr).__name__}")
     if arr.ndim == 3 and arr.shape[2] == 1:
@@ -509,6 +586,31 @@ def to_bgr8(arr: np.ndarray, *, name: str = "<array>") -> np.ndarray:
         raise ImageError(f"{name}: expected an H×W, H×W×3 or H×W×4 image array, got shape {arr.shape}")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ImageError(f"{name}: image has no pixels (shape {arr.shape})")
+    if not (arr.dtype in (np.uint8, np.uint16, np.bool_) or np.issubdtype(arr.dtype, np.floating)
+            or np.issubdtype(arr.dtype, np.integer)):
+        raise ImageError(f"{name}: unsupported array dtype {arr.dtype}")
+    if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3:
+        return np.ascontiguousarray(arr)
+    h, w = arr.shape[:2]
+    rows = max(1, STRIP_BYTES // max(1, w * (arr.shape[2] if arr.ndim == 3 else 1) * arr.itemsize))
+    scale = 1.0
+    if np.issubdtype(arr.dtype, np.floating):
+        top = 0.0
+        for y in range(0, h, rows):
+            strip = arr[y : y + rows]
+            if not np.isfinite(strip).all():
+                raise ImageError(f"{name}: float image contains NaN or infinity")
+            top = max(top, float(strip.max(initial=0.0)))
+        # floats are documented as [0, 1]; clearly larger values (> 1.5) are taken as 0..255
+        scale = 255.0 if top <= 1.5 else 1.0
+    out = np.empty((h, w, 3), np.uint8)
+    for y in range(0, h, rows):
+        _strip_to_bgr8(arr[y : y + rows], out[y : y + rows], scale)
+    return out
+
+
+def _strip_to_bgr8(arr: np.ndarray, out: np.ndarray, scale: float) -> None:
+    """One strip of :func:`to_bgr8`: ``arr`` (any supported dtype, 1, 3 or 4 channels) into ``out`` (uint8 BGR)."""
     if arr.dtype == np.uint8:
         img = arr
     elif arr.dtype == np.uint16:
@@ -516,26 +618,26 @@ def to_bgr8(arr: np.ndarray, *, name: str = "<array>") -> np.ndarray:
     elif arr.dtype == np.bool_:
         img = arr.astype(np.uint8) * 255
     elif np.issubdtype(arr.dtype, np.floating):
-        if not np.isfinite(arr).all():
-            raise ImageError(f"{name}: float image contains NaN or infinity")
-        # floats are documented as [0, 1]; clearly larger values (> 1.5) are taken as 0..255
-        scale = 255.0 if float(arr.max(initial=0.0)) <= 1.5 else 1.0
         img = np.clip(arr * scale, 0, 255).round().astype(np.uint8)
-    elif np.issubdtype(arr.dtype, np.integer):
-        img = np.clip(arr, 0, 255).astype(np.uint8)
     else:
-        raise ImageError(f"{name}: unsupported array dtype {arr.dtype}")
+        img = np.clip(arr, 0, 255).astype(np.uint8)
     if img.ndim == 2:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.shape[2] == 4:
-        alpha = img[:, :, 3:4].astype(np.float32) / 255.0
-        colour = img[:, :, :3].astype(np.float32)
-        img = (colour * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
-    return np.ascontiguousarray(img)
+        cv2.cvtColor(img, cv2.COLOR_GRAY2BGR, dst=out)
+    elif img.shape[2] == 3:
+        out[:] = img
+    else:  # alpha on white, in 16-bit integers: round((c·a + 255·(255 − a)) / 255) = (255 − a) + round(c·a / 255),
+        # and round(c·a / 255) = (t + (t >> 8)) >> 8 with t = c·a + 128, exact for every 8-bit c and a
+        alpha = img[:, :, 3:4].astype(np.uint16)
+        t = img[:, :, :3] * alpha
+        t += 128
+        t += t >> 8
+        t >>= 8
+        t += 255 - alpha
+        out[:] = t
 
 
 def load_image(src: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> np.ndarray:
+               max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, max_scans: int = DEFAULT_MAX_SCANS) -> np.ndarray:
     """Load any supported input as a uint8 H×W×3 **BGR** array.
 
     Args:
@@ -546,17 +648,20 @@ def load_image(src: ImageInput, *, max_pixels: int = DEFAULT_MAX_PIXELS,
             - a numpy array in **BGR** order (as ``cv2.imread`` and ``cv2.VideoCapture``
               return it): H×W gray, H×W×3 BGR or H×W×4 BGRA, dtype uint8, uint16 or
               float in [0, 1].  Convert RGB arrays first (``arr[..., ::-1]``).
-        max_pixels: refuse images with more pixels than this (checked before decoding).
+        max_pixels: refuse images with more pixels than this (checked before decoding); the decoded samples
+            may take at most :data:`DECODED_BYTES_PER_PIXEL` bytes a pixel of it.
         max_file_bytes: refuse a path to a larger file (checked before reading it); only regular files
             are read (not a named pipe or a device).
+        max_scans: refuse a JPEG of more scans (counted before decoding; see :data:`DEFAULT_MAX_SCANS`).
 
     Raises:
         ImageError: the input is missing, empty, not a regular file, not an image, corrupt or too large.
     """
     if isinstance(src, (str, os.PathLike)):
-        return decode_bytes(read_file(src, max_bytes=max_file_bytes), name=describe(src), max_pixels=max_pixels)
+        return decode_bytes(read_file(src, max_bytes=max_file_bytes), name=describe(src), max_pixels=max_pixels,
+                            max_scans=max_scans)
     if isinstance(src, (bytes, bytearray, memoryview)):
-        return decode_bytes(bytes(src), name=describe(src), max_pixels=max_pixels)
+        return decode_bytes(bytes(src), name=describe(src), max_pixels=max_pixels, max_scans=max_scans)
     if isinstance(src, np.ndarray):
         if src.ndim >= 2 and src.shape[0] * src.shape[1] > max_pixels:
             raise ImageError(f"{describe(src)}: over the limit of {max_pixels:,} pixels")
