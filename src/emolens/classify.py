@@ -17,6 +17,16 @@ import numpy as np
 
 from .hub import is_hub
 from .modelmeta import META_KEY, ModelMeta
+from .onnxrun import (
+    DEFAULT_MODEL_MEMORY_MB,
+    DEFAULT_MODEL_TIMEOUT,
+    SECONDS_PER_CROP,
+    DeadlineExceeded,
+    env_limit,
+    probe,
+    run,
+    session_options,
+)
 
 DEFAULT_MODEL = "emolens-wild-ens3-int8.onnx"
 """File name of the default model in ``emolens/assets``."""
@@ -39,7 +49,17 @@ process from 122 to 578 MB, and a second call to 943 MB; in calls of 32 crops it
 
 
 class ModelError(ValueError):
-    """A model file is missing, unreadable, or not an emolens model."""
+    """A model file is missing, unreadable, or not an emolens model; or a model that fails when it runs."""
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception's first line, cut to 300 characters (ONNX Runtime's messages run to several lines); an
+    allocation refused by the memory cap of untrusted models said in words."""
+    text = str(e)
+    if "Available memory of" in text or "Failed to allocate memory" in text:
+        return ("it asks for more memory than ONNX Runtime may give a model that is not trusted: "
+                "EMOLENS_MODEL_MEMORY_MB sets the cap, --trust-model lifts it")
+    return (text.strip().splitlines() or [type(e).__name__])[0][:300]
 
 
 def default_model_path() -> Path:
@@ -72,19 +92,6 @@ def preprocess(crops: list[np.ndarray], meta: ModelMeta) -> np.ndarray:
     return batch
 
 
-def session_options(threads: int | None = None):
-    """ONNX Runtime options of every emolens session: ``threads`` intra-op threads (``None`` = all cores),
-    one inter-op thread, warnings off."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return opts
-
-
 class Classifier:
     """An ONNX emotion model and its preprocessing.
 
@@ -92,14 +99,25 @@ class Classifier:
         model: path to an ``.onnx`` file exported by emolens; ``None`` or ``"default"`` = the default
             model; ``"fast"`` and ``"accurate"`` = the other bundled models (:data:`BUNDLED_MODELS`);
             ``"hf://owner/name"`` = a model on the Hugging Face Hub (:mod:`emolens.hub`, the ``[hub]`` extra).
-        threads: intra-op threads for ONNX Runtime (``None`` = its default, all cores).
+        threads: intra-op threads for ONNX Runtime (``None`` = its default, all cores; at most
+            :data:`emolens.onnxrun.MAX_THREADS`).
+        trust: whether the model may run without limits. ``None`` (default): the bundled models are trusted,
+            every other one (a file, a Hub model) is not: it gets ONNX Runtime's memory arena capped at
+            ``EMOLENS_MODEL_MEMORY_MB`` (default: half the machine's memory, at most 8192), a deadline on every call
+            of ``EMOLENS_MODEL_TIMEOUT`` seconds (default 30) plus one a crop, and a first call on a probe input
+            under that deadline (:mod:`emolens.onnxrun`).
+
+    The metadata is checked against its schema and the graph's input and output against the metadata when the
+    model loads (:meth:`emolens.modelmeta.ModelMeta.validate`, :meth:`~emolens.modelmeta.ModelMeta.check_graph`):
+    a model that does not fit is refused then, with a :class:`ModelError`, not found out on the first picture.
 
     >>> clf = Classifier()
     >>> clf.labels
     ['angry', 'disgust', 'fear', 'happy', 'neutral', 'sad', 'surprise']
     """
 
-    def __init__(self, model: str | os.PathLike | None = None, *, threads: int | None = None, tta: bool = True) -> None:
+    def __init__(self, model: str | os.PathLike | None = None, *, threads: int | None = None, tta: bool = True,
+                 trust: bool | None = None) -> None:
         import onnxruntime as ort
 
         name = "default" if model is None else str(model)
@@ -114,11 +132,18 @@ class Classifier:
             path = bundled_model_path(name) if name in BUNDLED_MODELS else Path(model)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
-        opts = session_options(threads)
+        self.path = path
+        self.trusted = (model is None or name in BUNDLED_MODELS) if trust is None else bool(trust)
+        try:
+            self.timeout = None if self.trusted else env_limit("EMOLENS_MODEL_TIMEOUT", DEFAULT_MODEL_TIMEOUT)
+            memory_mb = None if self.trusted else int(env_limit("EMOLENS_MODEL_MEMORY_MB", DEFAULT_MODEL_MEMORY_MB))
+            opts = session_options(threads, memory_mb=memory_mb)
+        except ValueError as e:
+            raise ModelError(f"{path}: {e}") from None
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises several private exception types
-            raise ModelError(f"{path}: cannot load as an ONNX model ({str(e).splitlines()[0]})") from None
+            raise ModelError(f"{path}: cannot load as an ONNX model ({_first_line(e)})") from None
         custom = self.session.get_modelmeta().custom_metadata_map
         if META_KEY not in custom:
             raise ModelError(
@@ -126,15 +151,34 @@ class Classifier:
             )
         try:
             self.meta = ModelMeta.from_json(custom[META_KEY])
+            self.meta.check_graph([(i.shape, i.type) for i in self.session.get_inputs()],
+                                  [(o.shape, o.type) for o in self.session.get_outputs()])
         except (ValueError, TypeError) as e:
-            raise ModelError(f"{path}: invalid emolens metadata: {e}") from None
+            raise ModelError(f"{path}: invalid emolens model: {e}") from None
         if not tta:  # the fast variant: one view per face (the crop itself), whatever the model's metadata says
             self.meta.tta_hflip, self.meta.tta_scales = False, [1.0]
-        self.path = path
         self._input = self.session.get_inputs()[0].name
-        n_out = self.session.get_outputs()[0].shape[-1]
-        if isinstance(n_out, int) and n_out != len(self.meta.labels):
-            raise ModelError(f"{path}: model has {n_out} outputs but {len(self.meta.labels)} labels")
+        if not self.trusted:
+            self._probe()
+
+    def _probe(self) -> None:
+        """A first call on a blank batch of two, under the deadline: it must end and give two finite rows of one
+        number per label (a model whose output size is free is checked here)."""
+        m = self.meta
+        x = np.zeros((2, m.channels, m.input_size, m.input_size), np.float32)
+        try:
+            out = probe(self.session, {self._input: x}, timeout=self.timeout or DEFAULT_MODEL_TIMEOUT,
+                        what=f"{self.path}")
+        except DeadlineExceeded as e:
+            raise ModelError(f"{e}; if you trust this model, pass --trust-model (trust=True)") from None
+        except Exception as e:
+            raise ModelError(f"{self.path}: the model fails on a probe input ({_first_line(e)})") from None
+        z = np.asarray(out[0])
+        if z.shape != (2, len(m.labels)):
+            raise ModelError(f"{self.path}: invalid emolens model: it gives {'×'.join(map(str, z.shape))} outputs for "
+                             f"a batch of 2, not 2×{len(m.labels)} (one per label)")
+        if not np.isfinite(z).all():
+            raise ModelError(f"{self.path}: invalid emolens model: it gives NaN or infinite outputs on a probe input")
 
     @property
     def labels(self) -> list[str]:
@@ -145,8 +189,24 @@ class Classifier:
         return preprocess(crops, self.meta)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Raw model outputs for an already preprocessed batch."""
-        return self.session.run(None, {self._input: batch})[0]
+        """Raw model outputs for an already preprocessed batch: N×labels, finite (else :class:`ModelError`).
+
+        An untrusted model's call is stopped at its deadline (:class:`emolens.onnxrun.DeadlineExceeded`, also
+        for the deadline of the work around it); a call that fails (an allocation over the memory cap ...)
+        raises :class:`ModelError` with ONNX Runtime's first line."""
+        timeout = None if self.timeout is None else self.timeout + SECONDS_PER_CROP * len(batch)
+        try:
+            z = run(self.session, {self._input: batch}, timeout=timeout, what=str(self.path))[0]
+        except DeadlineExceeded:
+            raise
+        except Exception as e:
+            raise ModelError(f"{self.path}: the model failed ({_first_line(e)})") from None
+        z = np.asarray(z)
+        if z.ndim != 2 or z.shape != (len(batch), len(self.meta.labels)) or not np.isfinite(z).all():
+            what = "NaN or infinite outputs" if z.shape == (len(batch), len(self.meta.labels)) else \
+                f"outputs of shape {'×'.join(map(str, z.shape))} for {len(batch)} crops"
+            raise ModelError(f"{self.path}: the model gave {what}, not {len(self.meta.labels)} finite numbers a crop")
+        return z
 
     def predict_proba(self, crops: list[np.ndarray]) -> np.ndarray:
         """Class probabilities, N×len(labels), for a list of face crops.

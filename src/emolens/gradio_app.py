@@ -71,11 +71,12 @@ def _picture_input(gr):
     return picture
 
 
-def build_demo(model: str | None = None, *, threads: int | None = None):
-    """The Gradio app (a ``gradio.Blocks``) for ``model`` (default: the bundled default model)."""
+def build_demo(model: str | None = None, *, threads: int | None = None, trust_model: bool | None = None):
+    """The Gradio app (a ``gradio.Blocks``) for ``model`` (default: the bundled default model; ``trust_model``: see
+    :class:`emolens.EmotionRecognizer`)."""
     gr = _gradio()
-    rec = EmotionRecognizer(model, threads=threads)
-    fast = EmotionRecognizer(model, detector=FAST_DETECTOR, threads=threads)
+    rec = EmotionRecognizer(model, threads=threads, trust_model=trust_model)
+    fast = EmotionRecognizer(model, detector=FAST_DETECTOR, threads=threads, trust_model=trust_model)
     name = rec.classifier.meta.name or "emolens"
     with gr.Blocks(title="emolens") as demo:
         gr.Markdown(f"# emolens\nFind every face and read its emotion. Model: `{name}` "
@@ -104,9 +105,9 @@ def build_demo(model: str | None = None, *, threads: int | None = None):
 
 
 def launch(model: str | None = None, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
-           threads: int | None = None, block: bool = True):
+           threads: int | None = None, block: bool = True, trust_model: bool | None = None):
     """Build and serve the demo; returns ``(demo, local URL)`` (``block=False``: in the background)."""
-    demo = build_demo(model, threads=threads)
+    demo = build_demo(model, threads=threads, trust_model=trust_model)
     _, url, _ = demo.launch(server_name=host, server_port=port, share=share, prevent_thread_lock=not block,
                             quiet=True, show_error=False)
     return demo, url

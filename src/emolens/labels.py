@@ -60,7 +60,8 @@ def normalise_label(name: str) -> str:
     ``surprised``→``surprise``, ``fearful``→``fear``, ``disgusted``→``disgust``; see ``_SYNONYMS``).
     A FER2013 class name with a numeric prefix or a plural ``s`` is recognised too
     (``0_angry``, ``3 - happy``, ``Angrys``). Other names are kept (lower-cased, ``_``-joined),
-    so any custom label set works.
+    so any custom label set works. A name with a control character (an escape sequence in a folder's name)
+    raises ValueError: model labels must be printable (:mod:`emolens.modelmeta`).
 
     >>> normalise_label(" Happiness ")
     'happy'
@@ -69,6 +70,8 @@ def normalise_label(name: str) -> str:
     >>> normalise_label("thinking")
     'thinking'
     """
+    if not name.isprintable():  # a label reaches terminals: an escape sequence in a folder's name must not
+        raise ValueError(f"class name {name!r} has a control or other non-printable character; rename it")
     key = "_".join(name.strip().lower().replace("-", " ").replace("_", " ").split())
     if key in _SYNONYMS:
         return _SYNONYMS[key]

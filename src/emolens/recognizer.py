@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 
 import numpy as np
 
 from .align import aligned_crop, check_mode
-from .classify import Classifier
+from .classify import Classifier, ModelError
 from .detect import DEFAULT_DETECTOR, Detector, create_detector
 from .detect.base import Box
 from .explain import Explanation, Method, check_label, check_method, explain_faces
 from .imageio import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
+    DEFAULT_MAX_SCANS,
     ImageError,
     ImageInput,
     describe,
     expand_inputs,
     load_image,
 )
+from .onnxrun import DeadlineExceeded
 from .output import save_annotated
 from .results import Face, Faces, ImageResult
 
@@ -45,8 +48,11 @@ class EmotionRecognizer:
         threads: ONNX Runtime threads (``None`` = all cores).
         tta: classify the test-time views stored in the model (default); ``False`` classifies each
             face once, as its plain crop: faster, slightly less accurate (see the model card).
-        max_pixels: refuse larger images (decompression-bomb guard).
+        max_pixels: refuse larger images (decompression-bomb guard); video frames too.
         max_file_bytes: refuse larger image files, before reading them.
+        max_scans: refuse JPEGs of more scans (each one more pass over the image), counted before decoding.
+        trust_model: run ``model`` without limits (see :class:`emolens.classify.Classifier`'s ``trust``; by
+            default only the bundled models are trusted).
 
     Example::
 
@@ -67,17 +73,24 @@ class EmotionRecognizer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
         tta: bool = True,
+        max_scans: int = DEFAULT_MAX_SCANS,
+        trust_model: bool | None = None,
     ) -> None:
-        self.classifier = Classifier(model, threads=threads, tta=tta)
+        for name, value in (("max_pixels", max_pixels), ("max_file_bytes", max_file_bytes), ("max_scans", max_scans)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        self.classifier = Classifier(model, threads=threads, tta=tta, trust=trust_model)
         self.detector = create_detector(detector, threads=threads) if isinstance(detector, str) else detector
         self.crop_margin = self.classifier.meta.crop_margin if crop_margin is None else crop_margin
         self.align = check_mode(align)
         self.max_pixels = max_pixels
         self.max_file_bytes = max_file_bytes
+        self.max_scans = max_scans
 
     def load(self, image: ImageInput) -> np.ndarray:
         """``image`` decoded as :func:`emolens.load_image` does, under this recogniser's limits."""
-        return load_image(image, max_pixels=self.max_pixels, max_file_bytes=self.max_file_bytes)
+        return load_image(image, max_pixels=self.max_pixels, max_file_bytes=self.max_file_bytes,
+                          max_scans=self.max_scans)
 
     @property
     def labels(self) -> list[str]:
@@ -205,32 +218,50 @@ class EmotionRecognizer:
         On 2 cores, 2 workers × 1 thread did 2.5× the pictures a second of 1 worker × 2 threads (README).
         """
         files = expand_inputs(list(inputs))
-        if workers <= 1:
-            for path in files:
-                yield self._predict_file(path, detect, annotate_dir, draw_landmarks)
-            return
-        with ThreadPoolExecutor(workers) as pool:
-            pending: deque = deque()
-            it = iter(files)
-            try:
-                for path in it:  # keep a few pictures in flight, hand results back in order
-                    pending.append(pool.submit(self._predict_file, path, detect, annotate_dir, draw_landmarks))
-                    if len(pending) >= 2 * workers:
-                        yield pending.popleft().result()
-                while pending:
+        workers = max(1, workers)
+        # In worker threads, also with one worker: the caller's thread only waits, so Ctrl-C reaches it at once (a
+        # thread inside a C decoder or ONNX Runtime cannot take it). They are daemon threads: on the way out (Ctrl-C,
+        # the caller stops early) the pictures not started are dropped and a running one is not waited for, also
+        # when the program exits.
+        slots = threading.BoundedSemaphore(workers)
+        stop = threading.Event()
+
+        def start(path: str | os.PathLike) -> Future:
+            future: Future = Future()
+
+            def work() -> None:
+                with slots:
+                    if stop.is_set() or not future.set_running_or_notify_cancel():
+                        return
+                    try:
+                        future.set_result(self._predict_file(path, detect, annotate_dir, draw_landmarks))
+                    except BaseException as e:  # noqa: BLE001 - handed to the caller by result()
+                        future.set_exception(e)
+
+            threading.Thread(target=work, name="emolens-picture", daemon=True).start()
+            return future
+
+        pending: deque[Future] = deque()
+        try:
+            for path in files:  # keep a few pictures in flight, hand results back in order
+                pending.append(start(path))
+                if len(pending) >= 2 * workers:
                     yield pending.popleft().result()
-            finally:
-                for f in pending:
-                    f.cancel()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            stop.set()
+            for f in pending:
+                f.cancel()
 
     def _predict_file(self, path: str | os.PathLike, detect: bool, annotate_dir: str | os.PathLike | None,
                       draw_landmarks: bool = True) -> ImageResult:
         name = describe(path)
         try:
             bgr = self.load(path)
-        except ImageError as e:
-            return ImageResult(name, error=str(e))
-        faces = self.predict_bgr(bgr, detect=detect)
+            faces = self.predict_bgr(bgr, detect=detect)
+        except (ImageError, ModelError, DeadlineExceeded) as e:  # this picture's error; the others go on
+            return ImageResult(name, error=str(e) if isinstance(e, ImageError) else f"{name}: {e}")
         result = ImageResult(name, faces)
         if annotate_dir is not None:
             try:

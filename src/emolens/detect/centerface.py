@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..onnxrun import run
 from .base import Box
 
 DEFAULT_MODEL = "centerface.onnx"
@@ -69,7 +70,7 @@ class CenterFaceDetector:
         path = Path(model) if model else centerface_path()
         if not path.is_file():
             raise FileNotFoundError(f"CenterFace model not found at {path}")
-        from ..classify import session_options
+        from ..onnxrun import session_options
 
         self._session = ort.InferenceSession(str(path), sess_options=session_options(threads),
                                              providers=["CPUExecutionProvider"])
@@ -107,7 +108,7 @@ class CenterFaceDetector:
         canvas = np.full((ch, cw, 3), 128, np.uint8)
         canvas[sp:sp + sh, sp:sp + sw] = small
         x = canvas[:, :, ::-1].transpose(2, 0, 1)[None].astype(np.float32)  # RGB, 0..255, as it was trained
-        heat, size, offset, marks = self._session.run(None, {self._input: x})
+        heat, size, offset, marks = run(self._session, {self._input: x})  # stopped at the work's deadline, if any
         ys, xs = np.nonzero(heat[0, 0] > self.threshold)
         if not len(ys):
             return []
