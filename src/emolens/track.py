@@ -159,8 +159,9 @@ class EmaSmoother:
     """
 
     def __init__(self, tau: float = 0.25, box_tau: float = 0.0, hysteresis: float = 0.05) -> None:
-        if tau < 0 or box_tau < 0 or hysteresis < 0:
-            raise ValueError("smoothing time constants and hysteresis must be >= 0")
+        if not all(math.isfinite(v) and v >= 0 for v in (tau, box_tau, hysteresis)):  # NaN gave NaN scores
+            raise ValueError(f"smoothing time constants and hysteresis must be finite numbers >= 0, not "
+                             f"{tau}, {box_tau}, {hysteresis}")
         self.tau, self.box_tau, self.hysteresis = tau, box_tau, hysteresis
         self._probs: dict[int, tuple[float, np.ndarray]] = {}
         self._boxes: dict[int, tuple[float, np.ndarray]] = {}

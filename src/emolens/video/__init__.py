@@ -23,7 +23,7 @@ from .csvfile import CSV_FIXED_COLUMNS, CSV_LANDMARK_COLUMNS, csv_columns, csv_r
 from .drawing import draw_faces
 from .frames import FrameTracker, local_detector_for, track_frames
 from .outputs import PLOT_SUFFIXES, VIDEO_SUFFIXES, check_outputs, prepare_outputs
-from .results import FrameResult, TrackedFace, VideoError
+from .results import FrameResult, OutputError, TrackedFace, VideoError
 from .run import VideoSummary, process_video
 from .sources import Capture, FrameSource, VideoInput, open_source
 from .timeline import Series, render_timeline
@@ -39,6 +39,7 @@ __all__ = [
     "FrameSource",
     "FrameTracker",
     "HEADLESS_HINT",
+    "OutputError",
     "PLOT_SUFFIXES",
     "VIDEO_SUFFIXES",
     "check_outputs",

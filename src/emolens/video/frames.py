@@ -185,7 +185,7 @@ def track_frames(
         raise ValueError("every must be >= 1")
     rec = recognizer or EmotionRecognizer(detector=FAST_DETECTOR, threads=1)
     ft = FrameTracker(rec, every=every, **options)
-    src = open_source(source)
+    src = open_source(source, max_pixels=rec.max_pixels)
     try:
         for index, t, frame in src:
             if index % every == 0:

@@ -14,6 +14,10 @@ class VideoError(ValueError):
     """A video, camera or display problem, with a message that says what to do."""
 
 
+class OutputError(VideoError):
+    """An output that could not be written (a full disk ...); none of the outputs was left behind."""
+
+
 @dataclass
 class TrackedFace(Face):
     """A :class:`emolens.Face` followed over time.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -13,13 +15,16 @@ import cv2
 import numpy as np
 
 from ..detect import FAST_DETECTOR
+from ..imageio import DEFAULT_MAX_PIXELS
 from ..progress import Progress
+from ..quiet import quiet_opencv
 from ..recognizer import EmotionRecognizer
+from ..safefile import commit_all, new_temp
 from .csvfile import csv_columns, csv_rows
 from .drawing import draw_faces
 from .frames import FrameTracker
 from .outputs import _fourcc_for, check_outputs, prepare_outputs
-from .results import FrameResult, VideoError
+from .results import FrameResult, OutputError, VideoError
 from .sources import FrameSource, VideoInput, open_source
 from .timeline import Series, render_timeline
 
@@ -91,18 +96,27 @@ def process_video(
         force: replace existing output files (the input is never written over).
         **options: passed to :class:`FrameTracker`.
 
+    Each output is written under a unique temporary name beside it and moved into place when the run ends
+    (:mod:`emolens.safefile`): a run that fails on the way (a full disk) leaves none of them, and none is
+    written through a symbolic link. Frames over the recogniser's ``max_pixels`` are refused from the size the
+    container declares, before one is decoded.
+
     Raises:
-        VideoError: unreadable input, unusable or existing outputs. Every output is checked (and
-            its folder created) before the first frame is processed, so a run does not fail at the
-            end because of an output path.
+        VideoError: unreadable input, frames over the pixel cap, unusable or existing outputs, an output that
+            cannot be written. Every output is checked (and its folder created) before the first frame is
+            processed, so a run does not fail at the end because of an output path.
     """
     if every < 1:
         raise VideoError("--every must be at least 1")
     check_outputs(source, out=out, csv_path=csv_path, plot=plot, force=force)
-    src = open_source(source)
+    max_pixels = recognizer.max_pixels if recognizer is not None else DEFAULT_MAX_PIXELS
+    src = open_source(source, max_pixels=max_pixels)
     summary = VideoSummary(src.name, expected=src.frame_count)
     writer = csv_file = None
     series: Series = {}
+    # Each output is written to a unique temporary file beside it and moved into place only at the end (also after
+    # Ctrl-C): a failure on the way (a full disk) leaves none of them, and nothing is written through a link.
+    temps: list[tuple[str, Path, Path]] = []  # (option, temporary file, output)
     try:
         prepare_outputs(out=out, csv_path=csv_path, plot=plot)
         first = src.peek()
@@ -112,24 +126,19 @@ def process_video(
         h, w = first.shape[:2]
         if out is not None:
             op = Path(out)
-            writer = cv2.VideoWriter(str(op), cv2.VideoWriter_fourcc(*_fourcc_for(op)), src.fps, (w, h))
+            tmp = _temp_for("--out", op, temps)
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*_fourcc_for(op)), src.fps, (w, h))
             if not writer.isOpened():
                 writer.release()
                 writer = None
                 raise VideoError(f"--out {op}: OpenCV cannot write this video file")
-            summary.outputs.append(op)
         csv_w = None
         if csv_path is not None:
-            cp = Path(csv_path)
-            try:
-                csv_file = open(cp, "w" if force else "x", newline="", encoding="utf-8")  # noqa: SIM115
-            except FileExistsError:
-                raise VideoError(f"--csv {cp}: already exists; pass --force to replace it") from None
-            except OSError as e:
-                raise VideoError(f"--csv {cp}: cannot write it ({e.strerror or e})") from None
+            tmp = _temp_for("--csv", Path(csv_path), temps)
+            csv_file = open(tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in the finally
             csv_w = csv.writer(csv_file)
-            csv_w.writerow(csv_columns(labels))
-            summary.outputs.append(cp)
+            with _writing("--csv", csv_path):
+                csv_w.writerow(csv_columns(labels))
         bar = Progress(src.frame_count, stream=progress_stream, enabled=progress)
         start = time.monotonic()
         last: FrameResult | None = None
@@ -141,7 +150,8 @@ def process_video(
                     summary.processed += 1
                     if csv_w is not None:
                         rows = csv_rows(last, labels)
-                        csv_w.writerows(rows)
+                        with _writing("--csv", csv_path):
+                            csv_w.writerows(rows)
                         summary.rows += len(rows)
                     for f in last.faces:
                         ts, ps, shown = series.setdefault(f.id, ([], [], []))
@@ -165,18 +175,64 @@ def process_video(
             ok, buf = cv2.imencode(pp.suffix.lower(), render_timeline(series, labels))
             if not ok:
                 raise VideoError(f"--plot {pp}: could not encode the image")
-            try:
-                with open(pp, "wb" if force else "xb") as f:
-                    f.write(buf.tobytes())
-            except FileExistsError:
-                raise VideoError(f"--plot {pp}: was created by something else meanwhile; not replaced") from None
-            except OSError as e:
-                raise VideoError(f"--plot {pp}: cannot write it ({e.strerror or e})") from None
-            summary.outputs.append(pp)
+            tmp = _temp_for("--plot", pp, temps)
+            with _writing("--plot", pp), open(tmp, "wb") as f:
+                f.write(buf.tobytes())
+        if csv_file is not None:
+            with _writing("--csv", csv_path):
+                csv_file.close()  # a full disk can show up here too: still before anything is in place
+        if writer is not None:
+            writer.release()
+            writer = None
+            _check_video(next(t for opt, t, _ in temps if opt == "--out"), Path(str(out)), summary.written)
+        try:
+            commit_all([(tmp, target) for _, tmp, target in temps], replace=force)
+        except FileExistsError as e:
+            raise VideoError(f"{e}: created by something else meanwhile; not replaced (--force replaces it)") from None
+        summary.outputs = [target for _, _, target in temps]
+    except OSError as e:  # a full disk, a folder that went away ...: one line, and no output left half-written
+        which = next((f"{opt} {target}" for opt, _, target in temps), "an output")
+        raise OutputError(f"{which}: cannot write it ({e.strerror or e})") from None
     finally:
         if writer is not None:
             writer.release()
         if csv_file is not None:
-            csv_file.close()
+            try:
+                csv_file.close()
+            except OSError:  # already reported; the file is removed below
+                pass
+        for _, tmp, _ in temps:  # what was not moved into place
+            tmp.unlink(missing_ok=True)
         src.release()
     return summary
+
+
+@contextmanager
+def _writing(opt: str, path: str | os.PathLike | None) -> Iterator[None]:
+    """An OSError inside (a full disk) as the one-line VideoError that names the output."""
+    try:
+        yield
+    except OSError as e:
+        raise OutputError(f"{opt} {path}: cannot write it ({e.strerror or e})") from None
+
+
+def _temp_for(opt: str, target: Path, temps: list[tuple[str, Path, Path]]) -> Path:
+    """A new temporary file beside ``target`` (its extension kept: OpenCV picks the container by it), noted."""
+    fd, tmp = new_temp(target)
+    os.close(fd)
+    temps.append((opt, tmp, target))
+    return tmp
+
+
+def _check_video(tmp: Path, out: Path, written: int) -> None:
+    """OpenCV's VideoWriter reports no write error (a full disk): read the file back and check it holds the frames."""
+    if written == 0:
+        return
+    with quiet_opencv():
+        cap = cv2.VideoCapture(str(tmp))
+        try:
+            n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else -1
+        finally:
+            cap.release()
+    if n < 0 or (n and n < written - 1):
+        raise OutputError(f"--out {out}: cannot write it (the video written is incomplete: is the disk full?)")

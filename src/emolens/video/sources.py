@@ -13,7 +13,7 @@ from typing import Any, Protocol, Union
 import cv2
 import numpy as np
 
-from ..imageio import describe, quiet_opencv, to_bgr8
+from ..imageio import DEFAULT_MAX_PIXELS, describe, quiet_opencv, to_bgr8
 from .results import VideoError
 
 # FFmpeg prints its own complaints ("moov atom not found") before our clearer error; keep it quiet
@@ -95,15 +95,34 @@ class FrameSource:
         self.release()
 
 
-def _capture_reader(cap: Any, name: str) -> Any:
+def _over_cap(name: str, w: int, h: int, max_pixels: int, what: str = "its frames are") -> VideoError:
+    return VideoError(f"{name}: {what} {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+                      "(raise --max-pixels if you trust this file)")
+
+
+def _capture_reader(cap: Any, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> Any:
+    """A function that reads the next frame as uint8 BGR (``None`` at the end); a frame over ``max_pixels`` (a
+    stream that grows mid-way past the size its container declared) stops the video with a :class:`VideoError`."""
     def read() -> np.ndarray | None:
         ok, frame = cap.read()
         if not ok or frame is None:
             return None
+        if frame.ndim >= 2 and frame.shape[0] * frame.shape[1] > max_pixels:
+            raise _over_cap(name, frame.shape[1], frame.shape[0], max_pixels, "a frame is")
         if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             frame = to_bgr8(frame, name=name)
         return frame
     return read
+
+
+def declared_size(cap: Any) -> tuple[int, int]:
+    """The frame size a capture's container and codec declare, known once it is opened and before any frame is
+    decoded (0, 0 when it does not say)."""
+    try:
+        w, h = cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)
+    except Exception:  # noqa: BLE001 - fake or exotic capture objects
+        return 0, 0
+    return (int(w), int(h)) if math.isfinite(w) and math.isfinite(h) and w > 0 and h > 0 else (0, 0)
 
 
 def _capture_fps(cap: Any, default: float) -> float:
@@ -114,12 +133,17 @@ def _capture_fps(cap: Any, default: float) -> float:
     return fps if math.isfinite(fps) and 1.0 <= fps <= 1000.0 else default
 
 
-def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0) -> FrameSource:
+def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0,
+                max_pixels: int = DEFAULT_MAX_PIXELS) -> FrameSource:
     """Open a video file, a camera (an ``int``), a capture object or an iterable of BGR arrays.
 
+    ``max_pixels`` is the image cap applied to frames: a file whose container declares larger frames is refused
+    once opened, before a frame is decoded (an MJPEG AVI of 12000x12000 frames, 2.6 MB on disk, took 2 GB), and a
+    frame that turns out larger stops the video.
+
     Raises:
-        VideoError: the file is missing, empty or not a video OpenCV can decode, or the camera
-            cannot be opened. The message says which and what to try.
+        VideoError: the file is missing, empty or not a video OpenCV can decode, its frames are over
+            ``max_pixels``, or the camera cannot be opened. The message says which and what to try.
     """
     if isinstance(source, FrameSource):
         return source
@@ -137,7 +161,7 @@ def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0) 
                 "permissions (Linux: ls /dev/video*, and membership of the 'video' group)"
             )
         name = f"camera {source}"
-        return FrameSource(_capture_reader(cap, name), name=name, fps=_capture_fps(cap, default_fps),
+        return FrameSource(_capture_reader(cap, name, max_pixels), name=name, fps=_capture_fps(cap, default_fps),
                            live=True, release=cap.release)
     if isinstance(source, (str, os.PathLike)):
         p, name = Path(source), describe(source)
@@ -159,8 +183,13 @@ def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0) 
         if not cap.isOpened():
             cap.release()
             raise VideoError(f"{name}: cannot decode: not a video format OpenCV can read, or the file is corrupt")
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        src = FrameSource(_capture_reader(cap, name), name=name, fps=_capture_fps(cap, default_fps),
+        w, h = declared_size(cap)
+        if w * h > max_pixels:
+            cap.release()
+            raise _over_cap(name, w, h, max_pixels)
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0
+        n = int(count) if math.isfinite(count) and 0 < count < 2**62 else 0
+        src = FrameSource(_capture_reader(cap, name, max_pixels), name=name, fps=_capture_fps(cap, default_fps),
                           frame_count=n if n > 0 else None, release=cap.release)
         try:
             src.peek()
@@ -174,13 +203,21 @@ def open_source(source: VideoInput | FrameSource, *, default_fps: float = 30.0) 
         if opened is not None and not opened():
             raise VideoError("the capture object is not opened")
         name = f"<{type(cap).__name__}>"  # the caller's object: the caller releases it
-        return FrameSource(_capture_reader(cap, name), name=name, fps=_capture_fps(cap, default_fps))
+        w, h = declared_size(cap)
+        if w * h > max_pixels:
+            raise _over_cap(name, w, h, max_pixels)
+        return FrameSource(_capture_reader(cap, name, max_pixels), name=name, fps=_capture_fps(cap, default_fps))
     if isinstance(source, Iterable) and not isinstance(source, (bytes, bytearray, np.ndarray)):
         it = iter(source)
 
         def read() -> np.ndarray | None:
             frame = next(it, None)
-            return None if frame is None else to_bgr8(np.asarray(frame), name="<frame>")
+            if frame is None:
+                return None
+            arr = np.asarray(frame)
+            if arr.ndim >= 2 and arr.shape[0] * arr.shape[1] > max_pixels:
+                raise _over_cap("<frames>", arr.shape[1], arr.shape[0], max_pixels, "a frame is")
+            return to_bgr8(arr, name="<frame>")
 
         return FrameSource(read, name="<frames>", fps=default_fps)
     raise VideoError(

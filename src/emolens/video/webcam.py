@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from ..detect import FAST_DETECTOR
+from ..imageio import DEFAULT_MAX_PIXELS
 from ..recognizer import EmotionRecognizer
 from .drawing import draw_faces
 from .frames import track_frames
@@ -103,7 +104,7 @@ def run_webcam(
     """
     disp = display if display is not None else CvDisplay()
     try:
-        src = open_source(camera)
+        src = open_source(camera, max_pixels=recognizer.max_pixels if recognizer is not None else DEFAULT_MAX_PIXELS)
         try:
             if not isinstance(camera, int):
                 src.live = True
