@@ -21,6 +21,8 @@ import asyncio
 import base64
 import copy
 import hmac
+import itertools
+import json
 import logging
 import math
 import os
@@ -43,11 +45,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from ..detect import DEFAULT_DETECTOR, available_detectors, create_detector
 from ..draw import annotate as draw_faces
-from ..imageio import ImageError, decode_bytes, image_format
+from ..imageio import DEFAULT_MAX_SCANS, ImageError, decode_bytes, image_format
+from ..onnxrun import MAX_THREADS, DeadlineExceeded, check_deadline, check_threads, deadline, stop_all
 from ..output import JPEG_MAX_SIDE, encode_image
 from ..recognizer import EmotionRecognizer
 from ..web.site import JS_DIR, browser_detectors, manifest_files
@@ -83,6 +87,12 @@ class ServeConfig:
         explain_timeout: seconds after which no further face of an image is explained.
         max_queue: most images waiting for a slot; more get 503 with a Retry-After.
         queue_timeout: seconds an image may wait for a slot before it gets 503 with a Retry-After.
+        request_timeout: seconds an image may hold a slot: then its work stops (model calls are stopped, the
+            steps between them check the time), it gets 503 ``timeout`` and the slot is free again.
+        body_timeout: seconds a request body may take to arrive (a client sending a byte a second); then 408.
+        max_scans: most scans of a JPEG, counted before decoding (each is one more pass over the image).
+        trust_model: run ``model`` without the limits put on a model that is not bundled (see
+            :class:`emolens.classify.Classifier`).
         api_key: when set, every ``/v1/...`` request needs it in the ``X-API-Key`` header.
     """
 
@@ -99,6 +109,10 @@ class ServeConfig:
     explain_timeout: float = 20.0
     max_queue: int = 32
     queue_timeout: float = 30.0
+    request_timeout: float = 60.0
+    body_timeout: float = 60.0
+    max_scans: int = DEFAULT_MAX_SCANS
+    trust_model: bool | None = None
     api_key: str | None = None
 
     @property
@@ -108,17 +122,18 @@ class ServeConfig:
 
     def validate(self) -> None:
         for name in ("concurrency", "max_upload_bytes", "max_pixels", "max_batch", "max_faces", "max_explain_faces",
-                     "max_queue"):
+                     "max_queue", "max_scans"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
         if self.explain_concurrency is not None and self.explain_concurrency < 1:
             raise ValueError(f"explain_concurrency must be at least 1, not {self.explain_concurrency}")
-        for name in ("explain_timeout", "queue_timeout"):
+        for name in ("explain_timeout", "queue_timeout", "request_timeout", "body_timeout"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"{name} must be a positive number of seconds, not {value}")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be at least 1, not {self.threads}")
+        check_threads(self.threads)
+        if self.concurrency > MAX_THREADS:
+            raise ValueError(f"concurrency must be at most {MAX_THREADS} (4 a CPU core), not {self.concurrency}")
         if self.api_key is not None and not self.api_key.strip():
             raise ValueError("the API key is empty; unset it to serve without one")
 
@@ -139,16 +154,27 @@ class Gate:
     seconds of when a place will be free, from the mean time a holder keeps one.
     """
 
-    def __init__(self, slots: int, queue: int, wait_s: float, busy: Any) -> None:
-        self.slots, self.queue, self.wait_s, self.busy = slots, queue, wait_s, busy
+    def __init__(self, slots: int, queue: int, wait_s: float, busy: Any, hold_s: float | None = None) -> None:
+        self.slots, self.queue, self.wait_s, self.busy, self.hold_s = slots, queue, wait_s, busy, hold_s
         self._sem = asyncio.Semaphore(slots)
         self.waiting = 0
         self.mean_s = 1.0  # moving average of the seconds a place is held
+        self._held: dict[int, float] = {}  # when each current holder took its place
+        self._ids = itertools.count()
 
     def retry_after(self) -> int:
-        """Seconds until a place is likely free for one more request."""
-        ahead = (self.waiting + 1) / self.slots
-        return max(1, math.ceil(ahead * self.mean_s))
+        """Seconds until a place is likely free for one more request: from the mean time a place is held and how
+        long the current holders have held theirs (a holder past the mean is expected to keep its place until
+        ``hold_s``, the longest it may: two uploads that held every slot for 30 s were answered Retry-After: 1)."""
+        now = time.monotonic()
+        ages = sorted(now - t for t in self._held.values())
+        if len(ages) < self.slots:
+            soonest = self.mean_s
+        else:
+            left = [self.mean_s - a if a < self.mean_s else (self.hold_s or 2 * a) - a for a in ages]
+            soonest = max(0.0, min(left))
+        ahead = self.waiting / self.slots
+        return max(1, math.ceil(soonest + ahead * self.mean_s))
 
     @asynccontextmanager
     async def place(self):
@@ -162,9 +188,12 @@ class Gate:
         finally:
             self.waiting -= 1
         start = time.monotonic()
+        me = next(self._ids)
+        self._held[me] = start
         try:
             yield
         finally:
+            del self._held[me]
             self.mean_s = 0.8 * self.mean_s + 0.2 * (time.monotonic() - start)
             self._sem.release()
 
@@ -210,14 +239,20 @@ def _data_url(img: np.ndarray, ext: str) -> str:
 # ----------------------------------------------------------------------------- upload size guard
 class BodyLimitMiddleware:
     """Refuse request bodies over ``max_bytes`` with 413: from ``Content-Length`` before reading,
-    and while streaming for bodies sent without one (chunked)."""
+    and while streaming for bodies sent without one (chunked). A body that has not arrived whole within
+    ``timeout_s`` seconds of the request's start gets 408 (a client sending a byte a second held a slot for as
+    long as it liked)."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: Any, max_bytes: int, timeout_s: float = 60.0) -> None:
+        self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
 
     def _too_large(self) -> JSONResponse:
         mb = self.max_bytes / (1024 * 1024)
         return error_response(413, "upload_too_large", f"request body is over the upload limit of {mb:g} MB")
+
+    def _too_slow(self) -> JSONResponse:
+        return error_response(408, "body_timeout", f"the request body did not arrive within {self.timeout_s:g} s "
+                              "(--body-timeout)", {"Connection": "close"})
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -227,6 +262,8 @@ class BodyLimitMiddleware:
         if length is not None:
             try:
                 n = int(length)
+                if n < 0:
+                    raise ValueError
             except ValueError:
                 await error_response(400, "bad_request", "invalid Content-Length header")(scope, receive, send)
                 return
@@ -235,14 +272,24 @@ class BodyLimitMiddleware:
                 return
         received = 0
         started = False
+        deadline = time.monotonic() + self.timeout_s
+        finished = False
 
         async def limited_receive() -> dict:
-            nonlocal received
-            message = await receive()
+            nonlocal received, finished
+            if finished:  # the body is in: what is left to wait for is the client leaving
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise _BodyTooSlow from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise _BodyTooLarge
+                finished = not message.get("more_body", False)
+            elif message["type"] == "http.disconnect":
+                raise _ClientLeft
             return message
 
         async def tracking_send(message: dict) -> None:
@@ -255,10 +302,41 @@ class BodyLimitMiddleware:
         except _BodyTooLarge:
             if not started:
                 await self._too_large()(scope, receive, send)
+        except _BodyTooSlow:
+            log.info("%s %s: the body did not arrive within %g s; answered 408", scope.get("method"),
+                     scope.get("path"), self.timeout_s)
+            if not started:
+                await self._too_slow()(scope, receive, send)
+        except _ClientLeft:
+            log.info("%s %s: the client left before its request was answered", scope.get("method"), scope.get("path"))
 
 
 class _BodyTooLarge(Exception):
     pass
+
+
+class _BodyTooSlow(Exception):
+    pass
+
+
+class _ClientLeft(Exception):
+    pass
+
+
+def json_error_protocol() -> type:
+    """uvicorn's HTTP protocol whose answer to a request it cannot parse (a negative or non-numeric
+    Content-Length, a malformed request line) is the JSON error every other failure gets, not plain text."""
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class JsonErrorProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+        def send_400_response(self, msg: str) -> None:
+            body = json.dumps({"error": {"code": "bad_request", "message": f"malformed HTTP request: {msg}"}}).encode()
+            head = (b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                    b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n")
+            self.transport.write(head + body)
+            self.transport.close()
+
+    return JsonErrorProtocol
 
 
 # ----------------------------------------------------------------------------- the service
@@ -269,14 +347,16 @@ class Service:
         config.validate()
         self.config = config
         self.recognizer = EmotionRecognizer(
-            config.model, detector=config.detector, threads=config.threads or 1, max_pixels=config.max_pixels
+            config.model, detector=config.detector, threads=config.threads or 1, max_pixels=config.max_pixels,
+            max_scans=config.max_scans, trust_model=config.trust_model,
         )
         meta = self.recognizer.classifier.meta
         self.model_id = meta.name or self.recognizer.classifier.path.stem
         self.pool = ThreadPoolExecutor(max_workers=config.concurrency, thread_name_prefix="emolens-infer")
-        self.slots = Gate(config.concurrency, config.max_queue, config.queue_timeout, busy_error)
+        self.slots = Gate(config.concurrency, config.max_queue, config.queue_timeout, busy_error,
+                          config.request_timeout)
         self.heavy = Gate(config.heavy_slots, 0, config.queue_timeout,
-                          lambda retry: explain_busy_error(config.heavy_slots, retry))
+                          lambda retry: explain_busy_error(config.heavy_slots, retry), config.request_timeout)
         self._local = threading.local()
         self.detectors = available_detectors()
         # Build every detector in every pool thread now, at start-up, not on a request: the barrier holds
@@ -336,6 +416,9 @@ class Service:
                 "explain_concurrency": self.config.heavy_slots,
                 "max_queue": self.config.max_queue,
                 "queue_timeout_s": self.config.queue_timeout,
+                "request_timeout_s": self.config.request_timeout,
+                "body_timeout_s": self.config.body_timeout,
+                "max_scans": self.config.max_scans,
             },
             "emolens_version": __version__,
         }
@@ -344,35 +427,47 @@ class Service:
                   label: str | None = None, method: str = "occlusion", detector: str | None = None
                   ) -> dict[str, Any]:
         """Decode, recognise and optionally draw/explain one image (runs in a pool thread);
-        ``detector`` = a name from :attr:`detectors` (``None``: the configured default)."""
+        ``detector`` = a name from :attr:`detectors` (``None``: the configured default).
+
+        All of it under ``request_timeout`` (:func:`emolens.onnxrun.deadline`): model calls are stopped when it
+        passes and the steps between them check it, so the slot is free again soon after
+        (:class:`~emolens.onnxrun.DeadlineExceeded`, answered 503 ``timeout``)."""
         if not data:
             raise ApiError(400, "empty_body", f"{name}: empty upload (0 bytes)")
         if image_format(data) is None:
             raise ApiError(400, "invalid_image", f"{name}: cannot decode image (not a {FORMATS} file; this server "
                                                  "takes those, whose size it checks before decoding)")
-        t0 = time.perf_counter()
-        try:
-            bgr = decode_bytes(data, name=name, max_pixels=self.config.max_pixels)
-        except ImageError as e:
-            raise _image_error(e) from None
-        rec = self._thread_recognizer(detector)
         cfg = self.config
-        boxes = rec.face_boxes(bgr, detect=detect)
-        faces = rec.classify_boxes(bgr, boxes[: cfg.max_faces])  # the largest: the detector sorts them
-        out: dict[str, Any] = {
-            "image": {"name": name, "width": int(bgr.shape[1]), "height": int(bgr.shape[0])},
-            "faces_found": len(boxes),
-            "faces": [f.to_dict() for f in faces],
-        }
-        if explain:
-            explanations = rec.explain_bgr(bgr, faces=faces, label=label, method=method,
-                                           max_faces=cfg.max_explain_faces, deadline=t0 + cfg.explain_timeout)
-            for d, ex in zip(out["faces"], explanations):
-                d["explanation"] = {"label": ex.label, "method": ex.method, "overlay": _data_url(ex.overlay(), ".png"),
-                                    "panel": _data_url(ex.panel(), ".png")}
-            out["faces_explained"] = len(explanations)
-        if annotate:
-            out["annotated_image"] = _data_url(draw_faces(bgr, faces), ".jpg")
+        t0 = time.perf_counter()
+        with deadline(cfg.request_timeout) as until:
+            try:
+                bgr = decode_bytes(data, name=name, max_pixels=cfg.max_pixels, max_scans=cfg.max_scans)
+            except ImageError as e:
+                raise _image_error(e) from None
+            check_deadline()
+            rec = self._thread_recognizer(detector)
+            boxes = rec.face_boxes(bgr, detect=detect)
+            check_deadline()
+            faces = rec.classify_boxes(bgr, boxes[: cfg.max_faces])  # the largest: the detector sorts them
+            out: dict[str, Any] = {
+                "image": {"name": name, "width": int(bgr.shape[1]), "height": int(bgr.shape[0])},
+                "faces_found": len(boxes),
+                "faces": [f.to_dict() for f in faces],
+            }
+            if explain:
+                started = time.monotonic() - (time.perf_counter() - t0)
+                stop = min(started + cfg.explain_timeout, until if until is not None else math.inf)
+                explanations = rec.explain_bgr(bgr, faces=faces, label=label, method=method,
+                                               max_faces=cfg.max_explain_faces, deadline=stop)
+                for d, ex in zip(out["faces"], explanations):
+                    check_deadline()
+                    d["explanation"] = {"label": ex.label, "method": ex.method,
+                                        "overlay": _data_url(ex.overlay(), ".png"),
+                                        "panel": _data_url(ex.panel(), ".png")}
+                out["faces_explained"] = len(explanations)
+            if annotate:
+                check_deadline()
+                out["annotated_image"] = _data_url(draw_faces(bgr, faces), ".jpg")
         out["time_ms"] = round(1000 * (time.perf_counter() - t0), 1)
         return out
 
@@ -382,6 +477,10 @@ class Service:
             loop = asyncio.get_running_loop()
             try:
                 return await loop.run_in_executor(self.pool, lambda: self.recognise(data, name, **kwargs))
+            except DeadlineExceeded:
+                log.warning("image %r: gave up after --request-timeout %g s", name, self.config.request_timeout)
+                raise ApiError(503, "timeout", f"{name}: gave up on this image after {self.config.request_timeout:g} "
+                                               "s (--request-timeout); the slot is free again") from None
             except (cv2.error, MemoryError) as e:  # an image that decodes but is too much to process: its fault
                 log.warning("cannot process image %r", name, exc_info=True)
                 why = "not enough memory" if isinstance(e, MemoryError) else (getattr(e, "err", "") or "OpenCV error")
@@ -417,6 +516,9 @@ async def read_images(request: Request, *, many: bool, max_files: int) -> list[t
         try:
             form = await request.form(max_files=max_files + 1, max_fields=100)
         except StarletteHTTPException as e:
+            if str(e.detail).startswith("Too many files"):  # the parser stops at one past the limit
+                raise ApiError(413, "too_many_files", f"got more than {max_files} files, over the "
+                                                      f"{'batch ' if many else ''}limit of {max_files}") from None
             status = e.status_code if 400 <= e.status_code < 500 else 400
             raise ApiError(status, "bad_multipart", str(e.detail)) from None
         try:
@@ -484,6 +586,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        stop_all()  # the work still running stops at its next model call or step
         service.pool.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPIOffline(  # FastAPI whose /docs uses Swagger UI files from the package, no CDN
@@ -495,7 +598,7 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.service = service
-    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.max_upload_bytes, timeout_s=config.body_timeout)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, e: ApiError) -> JSONResponse:
@@ -515,6 +618,11 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
             where = ".".join(str(x) for x in err.get("loc", ()) if x not in ("query", "body"))
             parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
         return error_response(422, "invalid_parameter", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_left(request: Request, e: ClientDisconnect) -> JSONResponse:
+        log.info("%s %s: the client left before its request was read", request.method, request.url.path)
+        return error_response(400, "client_disconnected", "the client left before the request was read")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:
@@ -571,12 +679,11 @@ def create_app(config: ServeConfig | None = None) -> FastAPI:
     @app.post("/v1/predict", tags=["predict"], dependencies=[Depends(check_key)], openapi_extra=_UPLOAD_BODY,
               summary="faces and emotions in one image")
     async def predict(request: Request, opts: dict[str, Any] = Depends(options)) -> dict[str, Any]:
-        if opts["explain"]:  # a heavy request: a place among the few explanations first, or 429 at once
+        (name, data), = await read_images(request, many=False, max_files=1)  # the whole body first (--body-timeout)
+        if opts["explain"]:  # a heavy request: a place among the few explanations, or 429 at once
             async with service.heavy.place():
-                (name, data), = await read_images(request, many=False, max_files=1)
                 result = await service.run(data, name, **opts)
         else:
-            (name, data), = await read_images(request, many=False, max_files=1)
             result = await service.run(data, name, **opts)
         return {"model": service.model_id, **result}
 
