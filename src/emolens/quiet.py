@@ -3,8 +3,9 @@
 The C libraries under OpenCV write straight to the process's standard error (file descriptor 2):
 libpng (``libpng error: IDAT: CRC error``), libjpeg (``Corrupt JPEG data: 2197 extraneous bytes before
 marker 0xd9``), OpenCV's log (``[ERROR:0@2.8] global loadsave.cpp ... imencode``) and FFmpeg
-(``[mpeg4 @ 0x55d0] ac-tex damaged``). emolens reports every such failure itself, as one line that
-names the file, so these lines only repeat it in a form the user cannot act on.
+(``[mpeg4 @ 0x55d0] ac-tex damaged``), and Ray's C++ core under ``emolens batch`` (``[2026-12-04 14:15:44,872 E
+14145 14145] core_worker.cc:2465: Actor with class name ...``). emolens reports every such failure itself, as one
+line that names the file, so these lines only repeat it in a form the user cannot act on.
 
 - :func:`quiet_opencv` turns OpenCV's log off inside a block (any process, threads included).
 - :func:`filtered_stderr` is for programs (the ``emolens`` command uses it): descriptor 2 goes through a
@@ -32,7 +33,8 @@ NOISE = re.compile(
     rb"|Inconsistent progression sequence|Warning: unknown JFIF revision|Unknown Adobe color transform"
     rb"|Application transferred too many scanlines"
     rb"|\[ ?(?:WARN|ERROR|INFO|DEBUG|FATAL|VERBOSE)(?::\d+)?(?:@[\d.]+)?\]"  # OpenCV's log: [ WARN:0@1.2] ...
-    rb"|\[[\w,./ -]+ @ (?:0x)?[0-9a-fA-F]+\] )"  # FFmpeg: [mpeg4 @ 0x55d0...] ...
+    rb"|\[[\w,./ -]+ @ (?:0x)?[0-9a-fA-F]+\] "  # FFmpeg: [mpeg4 @ 0x55d0...] ...
+    rb"|\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [DIWEF] \d+ \d+\] \w+\.(?:cc|h):\d+: )"  # Ray's C++ core (emolens batch)
 )
 """Lines of the decoders that :func:`filtered_stderr` drops (matched at the start of a line)."""
 

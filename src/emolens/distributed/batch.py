@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import math
 import os
 import shutil
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from ..imageio import IMAGE_SUFFIXES
+from ..safefile import atomic_file, make_temp_dir, write_text
 from .rows import SCHEMA_VERSION, blank_row, schema
 from .videos import VIDEO_FOLDER, VIDEO_SUFFIXES, RecogniseVideo, is_video, plan_windows, video_folder, window_frames
 
@@ -112,11 +114,11 @@ def list_inputs(inputs: list[str]) -> list[str]:
 class Recognise:
     """One actor's work: bytes of pictures in, rows of faces out (a dict of equal-length columns)."""
 
-    def __init__(self, model: str | None, detector: str | None, threads: int) -> None:
+    def __init__(self, model: str | None, detector: str | None, threads: int, limits: dict | None = None) -> None:
         from .. import EmotionRecognizer
         from ..detect import DEFAULT_DETECTOR
 
-        self.rec = EmotionRecognizer(model, detector=detector or DEFAULT_DETECTOR, threads=threads)
+        self.rec = EmotionRecognizer(model, detector=detector or DEFAULT_DETECTOR, threads=threads, **(limits or {}))
         self.labels = self.rec.labels
         self.model = self.rec.classifier.meta.name or Path(str(self.rec.classifier.path)).name
         self.schema = schema(self.labels)
@@ -169,23 +171,28 @@ def _check_manifest(out: Path, files: list[str], shard_size: int, fps: float, wi
     if out.exists() and any(p for p in out.iterdir() if not p.name.startswith(".")):
         raise BatchError(f"{out} is not empty and not an emolens batch folder; pick another --out")
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(want))
+    write_text(path, json.dumps(want))
 
 
 def run_batch(inputs: list[str], out: str | os.PathLike, *, model: str | None = None, detector: str | None = None,
               address: str | None = None, actors: int | None = None, num_cpus: float = 1, num_gpus: float = 0,
               batch_size: int = 16, shard_size: int = 1000, fps: float = 5.0, window: float = 600.0,
-              verbose: bool = False, log=print) -> BatchSummary:
+              verbose: bool = False, log=print, limits: dict | None = None) -> BatchSummary:
     """Recognise every picture and video of ``inputs`` into Parquet under ``out`` (see the module docstring).
 
     Videos are recognised at ``fps`` frames a second (0: every frame), in tasks of ``window`` seconds each (0: one
-    task per file); their detector is ``detector`` or, by default, the fast one ``emolens video`` uses."""
+    task per file); their detector is ``detector`` or, by default, the fast one ``emolens video`` uses. ``limits``:
+    keyword arguments of every recogniser (``max_pixels``, ``max_scans``, ``trust_model`` ...)."""
     if fps < 0 or not math.isfinite(fps):
         raise BatchError(f"--fps must be 0 (every frame) or a positive number, not {fps:g}")
     if window < 0 or not math.isfinite(window):
         raise BatchError(f"--window must be 0 (one task per video) or a positive number of seconds, not {window:g}")
     if not verbose:  # Ray Data's progress stays (bars on a terminal); its per-step INFO lines go (read at import)
         os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
+        logging.getLogger("ray._private").setLevel(logging.ERROR)  # "Token authentication is enabled ..."
+    if num_cpus <= 0 or not math.isfinite(num_cpus) or num_gpus < 0 or not math.isfinite(num_gpus):
+        raise BatchError(f"--num-cpus must be a positive number and --num-gpus 0 or more, not {num_cpus:g} and "
+                         f"{num_gpus:g}")
     try:
         import ray
     except ImportError:
@@ -206,7 +213,7 @@ def run_batch(inputs: list[str], out: str | os.PathLike, *, model: str | None = 
     tasks, missing_videos, n_windows = _video_tasks(out, videos, window)
     summary = BatchSummary(shards_skipped=len(shards) - len(todo), windows_skipped=n_windows - len(tasks))
     if missing_videos:
-        _write_error_rows(out / VIDEO_FOLDER / "_missing", missing_videos, model, detector, hidden_first=True)
+        _write_error_rows(out / VIDEO_FOLDER / "_missing", missing_videos, model, detector, limits)
     if not todo and not tasks:
         log(f"all {len(shards)} shards and {n_windows} video windows of {out} are done already")
         return _count(out, summary)
@@ -216,12 +223,12 @@ def run_batch(inputs: list[str], out: str | os.PathLike, *, model: str | None = 
     n_actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1) // max(num_cpus, 1)))
     t0 = time.perf_counter()
     _run_pictures(ray, out, shards, todo, summary, model=model, detector=detector, n_actors=n_actors,
-                  num_cpus=num_cpus, num_gpus=num_gpus, batch_size=batch_size, log=log)
+                  num_cpus=num_cpus, num_gpus=num_gpus, batch_size=batch_size, log=log, limits=limits)
     summary.picture_seconds = time.perf_counter() - t0
     if tasks:
         t1 = time.perf_counter()
         ds = ray.data.from_items(tasks, override_num_blocks=len(tasks))
-        ds = ds.map_batches(RecogniseVideo, fn_constructor_args=(model, detector, max(1, int(num_cpus)), fps),
+        ds = ds.map_batches(RecogniseVideo, fn_constructor_args=(model, detector, max(1, int(num_cpus)), fps, limits),
                             compute=ray.data.ActorPoolStrategy(size=min(n_actors, len(tasks))), batch_size=1,
                             batch_format="pandas", num_cpus=num_cpus, num_gpus=num_gpus)
         for done in ds.iter_batches(batch_size=None, batch_format="pandas"):  # each actor wrote its windows' files
@@ -250,42 +257,40 @@ def _video_tasks(out: Path, videos: list[str], window: float) -> tuple[list[dict
 
 
 def _run_pictures(ray, out: Path, shards: list[list[str]], todo: list[int], summary: BatchSummary, *, model, detector,
-                  n_actors: int, num_cpus: float, num_gpus: float, batch_size: int, log) -> None:
+                  n_actors: int, num_cpus: float, num_gpus: float, batch_size: int, log,
+                  limits: dict | None = None) -> None:
     for i in todo:
         shard = shards[i]
         local = [f for f in shard if not f.startswith(URI_SCHEMES)]
         missing = [f for f in local if not os.path.isfile(f)]
         readable = [f for f in shard if f not in missing]
-        tmp, final = out / f".shard-{i:05d}", out / f"shard-{i:05d}"
-        tmp.mkdir()
+        final = out / f"shard-{i:05d}"
+        tmp = make_temp_dir(out, f".shard-{i:05d}-")  # a unique hidden name until complete
         if readable:
             # reading and writing are I/O: they take no CPU slot, so actors that fill every CPU cannot starve them
             # (with 2 actors on 2 cores, reads and writes waiting for a free CPU stalled the run for good)
             ds = ray.data.read_binary_files(readable, include_paths=True, num_cpus=0)
-            ds = ds.map_batches(Recognise, fn_constructor_args=(model, detector, max(1, int(num_cpus))),
+            ds = ds.map_batches(Recognise, fn_constructor_args=(model, detector, max(1, int(num_cpus)), limits),
                                 compute=ray.data.ActorPoolStrategy(size=min(n_actors, len(readable))),
                                 batch_size=batch_size, batch_format="numpy", num_cpus=num_cpus, num_gpus=num_gpus)
             ds.write_parquet(str(tmp / "faces"), ray_remote_args={"num_cpus": 0})
         if missing:
-            _write_error_rows(tmp / "missing", missing, model, detector)
+            _write_error_rows(tmp / "missing", missing, model, detector, limits)
         tmp.rename(final)
         summary.shards_done += 1
         log(f"shard {i + 1}/{len(shards)} done ({len(shard)} pictures)")
 
 
 def _write_error_rows(folder: Path, paths: list[str], model: str | None, detector: str | None,
-                      hidden_first: bool = False) -> None:
+                      limits: dict | None = None) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rec = Recognise(model, detector, 1)
+    rec = Recognise(model, detector, 1, limits)
     rows = [r for p in paths for r in rec.rows_for(p, None, "no such file")]
     folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "rows.parquet"
-    tmp = folder / ".rows.parquet.tmp" if hidden_first else target
-    pq.write_table(pa.Table.from_pylist(rows, schema=rec.schema), tmp)
-    if tmp != target:
-        os.replace(tmp, target)
+    with atomic_file(folder / "rows.parquet", replace=True) as f:  # complete or absent
+        pq.write_table(pa.Table.from_pylist(rows, schema=rec.schema), f)
 
 
 def _count(out: Path, summary: BatchSummary) -> BatchSummary:

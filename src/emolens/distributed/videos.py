@@ -22,6 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..safefile import atomic_file
 from .rows import blank_row, schema
 
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".wmv", ".flv")
@@ -41,17 +42,27 @@ def video_folder(out: Path, source: str) -> Path:
 
 def plan_windows(source: str, window_s: float) -> list[tuple[int, int | None]]:
     """``(start, end)`` frames of each window of ``source`` (end None: to the end of the file). A file whose
-    length cannot be read here (a URI, an unreadable file) is one window; its task reports what it finds."""
+    length cannot be read here (a URI, an unreadable file) is one window; its task reports what it finds.
+
+    The frame count a container claims is not taken on trust: when it makes more than one window, the last frame
+    it claims is looked for, and if it is not there the real last frame is found by halving (a few dozen seeks
+    at most). A 3-frame AVI that claimed 2^31 frames was planned as 715,828 windows."""
     import cv2
+
+    from ..quiet import quiet_opencv
 
     if window_s <= 0 or "://" in source or not os.path.isfile(source):
         return [(0, None)]
-    cap = cv2.VideoCapture(source)
-    try:
-        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if cap.isOpened() else 0
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) if cap.isOpened() else 0
-    finally:
-        cap.release()
+    with quiet_opencv():
+        cap = cv2.VideoCapture(source)
+        try:
+            frames = cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0 if cap.isOpened() else 0
+            fps = float(cap.get(cv2.CAP_PROP_FPS) or 0) if cap.isOpened() else 0
+            frames = int(frames) if math.isfinite(frames) and 0 < frames < 2**62 else 0
+            if frames > 0 and math.isfinite(fps) and fps >= 1 and frames > round(window_s * fps):
+                frames = confirmed_frames(cap, frames)
+        finally:
+            cap.release()
     if frames <= 0 or not (math.isfinite(fps) and fps >= 1):
         return [(0, None)]
     step = max(1, round(window_s * fps))
@@ -59,14 +70,37 @@ def plan_windows(source: str, window_s: float) -> list[tuple[int, int | None]]:
     return [(s, s + step if i < len(starts) - 1 else None) for i, s in enumerate(starts)]
 
 
+def confirmed_frames(cap, claimed: int) -> int:
+    """How many frames an opened capture really has, at most ``claimed``: its last claimed frame is read; if it is
+    not there, the last frame that is is found by halving the range (about log2(claimed) seeks, each reading at
+    most a group of pictures). 0 when not even the first frame can be read."""
+    import cv2
+
+    def readable(index: int) -> bool:
+        cap.set(cv2.CAP_PROP_POS_FRAMES, index)
+        return bool(cap.grab())
+
+    if readable(claimed - 1):
+        return claimed
+    lo, hi = -1, claimed - 1  # frame lo can be read (-1: none known), frame hi cannot
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if readable(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo + 1
+
+
 class RecogniseVideo:
     """One actor's work: windows of videos in, one Parquet file per window out (rows: see the module docstring)."""
 
-    def __init__(self, model: str | None, detector: str | None, threads: int, fps: float) -> None:
+    def __init__(self, model: str | None, detector: str | None, threads: int, fps: float,
+                 limits: dict | None = None) -> None:
         from .. import EmotionRecognizer
         from ..detect import FAST_DETECTOR
 
-        self.rec = EmotionRecognizer(model, detector=detector or FAST_DETECTOR, threads=threads)
+        self.rec = EmotionRecognizer(model, detector=detector or FAST_DETECTOR, threads=threads, **(limits or {}))
         self.labels = self.rec.labels
         self.model = self.rec.classifier.meta.name or Path(str(self.rec.classifier.path)).name
         self.schema = schema(self.labels)
@@ -112,7 +146,7 @@ class RecogniseVideo:
         from ..video.frames import FrameTracker
         from ..video.sources import _capture_reader, open_source
 
-        src = open_source(local)  # a missing, empty or undecodable file: one clear VideoError
+        src = open_source(local, max_pixels=self.rec.max_pixels)  # missing, empty, undecodable, too large: one line
         fps, claimed = src.fps, src.frame_count
         src.release()
         every = max(1, round(fps / self.fps)) if self.fps > 0 else 1
@@ -122,7 +156,7 @@ class RecogniseVideo:
         try:
             if start:
                 cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-            read = _capture_reader(cap, Path(local).name)
+            read = _capture_reader(cap, Path(local).name, self.rec.max_pixels)
             tracker = FrameTracker(self.rec, every=every)
             index = start
             while end is None or index < end:
@@ -174,15 +208,14 @@ def local_copy(source: str):
 
 
 def write_atomic(table, target: Path, frames: int) -> None:
-    """``table`` to ``target`` under a hidden name first, then renamed: the file exists only when complete."""
+    """``table`` to ``target`` under a unique hidden name first, then renamed: the file exists only when complete."""
     import pyarrow.parquet as pq
 
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
     meta = dict(table.schema.metadata or {})
     meta[FRAMES_KEY] = str(frames).encode()
-    pq.write_table(table.replace_schema_metadata(meta), tmp)
-    os.replace(tmp, target)
+    with atomic_file(target, replace=True) as f:  # a unique hidden name first (.window-NNNNN.parquet.<random>.tmp)
+        pq.write_table(table.replace_schema_metadata(meta), f)
 
 
 def window_frames(path: Path) -> int:
