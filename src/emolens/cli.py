@@ -38,6 +38,7 @@ from pathlib import Path
 from . import __version__
 from .align import ALIGN_MODES
 from .detect import DEFAULT_DETECTOR, FAST_DETECTOR, available_detectors
+from .onnxrun import MAX_THREADS
 
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'emolens[train]'"
 
@@ -48,7 +49,17 @@ MODEL_ARG_HELP = "an .onnx model, a run folder, hf://owner/name, or a bundled mo
 
 
 class CLIError(Exception):
-    """An error to report as one line on stderr with exit code 2."""
+    """An error to report as one line on stderr, with exit code 2 (a usage error), or ``code`` (1: an output that
+    could not be written, e.g. a full disk)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _write_error(what: str, e: OSError) -> CLIError:
+    """An output that could not be written (a full disk, a folder that went away): one line, exit code 1."""
+    return CLIError(f"{what}: cannot write ({e.strerror or e})", code=1)
 
 
 def _need_training():
@@ -68,14 +79,17 @@ def add_predict(sub) -> None:
     p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     detector_flags(p, DEFAULT_DETECTOR)
-    p.add_argument("--threads", type=int,
-                   help="CPU threads per model call (default: 1 per worker; all cores with --workers 1)")
-    p.add_argument("--workers", type=_positive_int, metavar="N",
-                   help="pictures worked on at once (default: one per CPU core; 1 with --threads)")
+    p.add_argument("--threads", type=_thread_count, metavar="N",
+                   help="CPU threads per model call (default: 1 per worker; all cores with --workers 1; at most "
+                        f"{MAX_THREADS})")
+    p.add_argument("--workers", type=_thread_count, metavar="N",
+                   help=f"pictures worked on at once (default: one per CPU core; 1 with --threads; at most "
+                        f"{MAX_THREADS})")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
     p.add_argument("--no-landmarks", action="store_true", help="no landmark dots in the --annotate images")
-    file_limit_flag(p)
+    limit_flags(p)
+    trust_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_predict)
 
@@ -94,7 +108,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     threads = args.threads or (1 if workers > 1 else None)
     try:
         rec = EmotionRecognizer(args.model, detector=args.detector, threads=threads, tta=not args.no_tta,
-                                align=_align_of(args), max_file_bytes=_max_file_bytes(args))
+                                align=_align_of(args), **_limits(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     annotate_dir = args.annotate
@@ -166,6 +180,18 @@ def _max_file_bytes(args: argparse.Namespace) -> int:
     if not (math.isfinite(mb) and mb > 0):
         raise CLIError(f"--max-file-mb must be a positive number of MB, not {mb:g}")
     return max(1, int(mb * 1024 * 1024))
+
+
+def _limits(args: argparse.Namespace) -> dict:
+    """The recogniser's limits from the flags that set them, where the command has them: --max-pixels,
+    --max-scans, --max-file-mb and --trust-model."""
+    limits: dict = {"trust_model": getattr(args, "trust_model", False) or None}
+    for name in ("max_pixels", "max_scans"):
+        if hasattr(args, name):
+            limits[name] = getattr(args, name)
+    if hasattr(args, "max_file_mb"):
+        limits["max_file_bytes"] = _max_file_bytes(args)
+    return limits
 
 
 def _align_of(args: argparse.Namespace) -> str:
@@ -245,11 +271,11 @@ def add_train(sub) -> None:
     p.add_argument("--out", help="run folder to create (default runs/emolens)")
     p.add_argument("--model", help="architecture name (see `emolens models`; default vgg_s, or with --init the "
                                    "architecture of the model it starts from)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--epochs", type=int, help="default 30; with --init 3 (the fine-tuning recipe)")
+    p.add_argument("--batch-size", type=int, help="default 128; with --init 32")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3; with --init 3e-4)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=int)
+    p.add_argument("--threads", type=_thread_count, metavar="N")
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
                    help="autocast precision (default auto: bf16 on a GPU or CPU that has it, else fp32 on the CPU "
                         "and fp16 with loss scaling on a GPU; fp16 needs a GPU)")
@@ -476,8 +502,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if out is not None:
         try:
             files = write_report(ev, out, force=args.force)
-        except (FileExistsError, OSError) as e:
+        except FileExistsError as e:
             raise CLIError(str(e)) from None
+        except OSError as e:  # a full disk: no part of the report is left (it would block the next evaluate)
+            raise _write_error(f"--out {out}", e) from None
         print(f"\nwrote {', '.join(str(f) for f in files)}", file=sys.stderr)
     return 0
 
@@ -701,11 +729,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise CLIError(f"--out {out} is the model itself; write the calibrated copy elsewhere")
     try:
         r = calibrate_model(args.model, args.data, args.split, out=out, limit_per_class=args.limit_per_class,
-                            class_bias=args.class_bias, log=lambda m: print(m, file=sys.stderr))
-    except (ModelError, ValueError, FileNotFoundError) as e:
+                            class_bias=args.class_bias, log=lambda m: print(m, file=sys.stderr), replace=args.force)
+    except (ModelError, ValueError, FileNotFoundError, FileExistsError) as e:
         raise CLIError(str(e)) from None
     except OSError as e:
-        raise CLIError(f"--out {out}: cannot write ({e.strerror or e})") from None
+        raise _write_error(f"--out {out}", e) from None
     bias = r["logit_bias"]
     print(f"temperature {r['temperature_before']:.3g} -> {r['temperature']:.4f}, fitted on {r['n']} {args.split} "
           f"images\n"
@@ -727,7 +755,9 @@ def add_gradio(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, help="TCP port (default: the first free one from 7860)")
     p.add_argument("--share", action="store_true", help="also a public gradio.live link (needs the internet)")
-    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all cores)")
+    p.add_argument("--threads", type=_thread_count, metavar="N",
+                   help=f"CPU threads for the model (default: all cores; at most {MAX_THREADS})")
+    trust_flag(p)
     p.set_defaults(func=cmd_gradio)
 
 
@@ -736,7 +766,8 @@ def cmd_gradio(args: argparse.Namespace) -> int:
     from .gradio_app import launch
 
     try:
-        launch(args.model, host=args.host, port=args.port, share=args.share, threads=args.threads)
+        launch(args.model, host=args.host, port=args.port, share=args.share, threads=args.threads,
+               trust_model=args.trust_model or None)
     except (ModelError, ImportError) as e:  # ImportError: the [gradio] extra is missing, the message says so
         raise CLIError(str(e)) from None
     except OSError as e:  # the port is taken, the address is not this machine's ...
@@ -799,20 +830,30 @@ def _positive_int(text: str) -> int:
     return n
 
 
+def _thread_count(text: str) -> int:
+    """A number of threads: 1 ... MAX_THREADS (``--threads -3`` was taken, ``--threads 20000`` hung)."""
+    n = _positive_int(text)
+    if n > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_THREADS} (4 a CPU core), got {n}")
+    return n
+
+
 def _stream_recognizer(args: argparse.Namespace):
     from .classify import ModelError
     from .recognizer import EmotionRecognizer
 
     try:
         return EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta,
-                                 align=_align_of(args))
+                                 align=_align_of(args), **_limits(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
 
 
 def _stream_options(args: argparse.Namespace) -> dict:
-    if args.smooth < 0:
-        raise CLIError("--smooth must be >= 0 seconds")
+    import math
+
+    if not (math.isfinite(args.smooth) and args.smooth >= 0):  # NaN once wrote NaN scores, exit code 0
+        raise CLIError(f"--smooth must be a number of seconds >= 0, not {args.smooth:g}")
     return {"detect_every": args.detect_every, "smoothing": 0.0 if args.no_smooth else args.smooth}
 
 
@@ -832,7 +873,7 @@ def add_video(sub) -> None:
 
 def cmd_video(args: argparse.Namespace) -> int:
     from .imageio import describe
-    from .video import VideoError, check_outputs, process_video
+    from .video import OutputError, VideoError, check_outputs, process_video
 
     if args.out is None and args.csv is None and args.plot is None:
         raise CLIError("nothing to write: give --out VIDEO, --csv FILE and/or --plot IMAGE")
@@ -842,6 +883,8 @@ def cmd_video(args: argparse.Namespace) -> int:
         rec = _stream_recognizer(args)
         s = process_video(args.input, out=args.out, csv_path=args.csv, plot=args.plot, recognizer=rec,
                           every=args.every, force=args.force, progress=not args.quiet, bars=not args.no_bars, **opts)
+    except OutputError as e:  # nothing half-written is left; exit 1, as for any output that cannot be written
+        raise CLIError(str(e), code=1) from None
     except VideoError as e:
         raise CLIError(str(e)) from None
     of = f" of {s.expected}" if s.expected is not None else ""
@@ -895,32 +938,35 @@ def add_explain(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     detector_flags(p, DEFAULT_DETECTOR)
-    p.add_argument("--threads", type=int, help="CPU threads for the model (default: all)")
+    p.add_argument("--threads", type=_thread_count, metavar="N",
+                   help=f"CPU threads for the model (default: all; at most {MAX_THREADS})")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
     p.add_argument("--max-faces", type=_positive_int, metavar="N",
                    help="explain only the N largest faces of a picture (default: every face; a map takes about "
                         "0.7 s a face on one core)")
     output_flags(p)
-    file_limit_flag(p)
+    limit_flags(p)
+    trust_flag(p)
     p.add_argument("--quiet", action="store_true", help="no progress line on stderr")
     p.set_defaults(func=cmd_explain)
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from .classify import ModelError
-    from .imageio import describe, expand_inputs
+    from .imageio import describe, expand_inputs, printable
     from .output import JsonWriter
     from .progress import Progress
     from .recognizer import EmotionRecognizer
 
     try:
         rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta,
-                                align=_align_of(args), max_file_bytes=_max_file_bytes(args))
+                                align=_align_of(args), **_limits(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     if args.label is not None and args.label not in rec.labels:
-        raise CLIError(f"--label {args.label}: not one of this model's labels ({', '.join(rec.labels)})")
+        raise CLIError(f"--label {printable(args.label)}: not one of this model's labels "
+                       f"({', '.join(map(printable, rec.labels))})")
     method = args.method
     if args.checkpoint and method != "gradcam":
         raise CLIError("--checkpoint is for --method gradcam")
@@ -973,8 +1019,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
                 else:
                     for i, face in enumerate(item["faces"], 1):
                         ex = face["explanation"]
-                        print(f"{name} face {i}: {face['label']} {face['score']:.0%}, map of {ex['label']} "
-                              f"({ex['method']}) -> {ex['panel']}", flush=True)
+                        print(f"{name} face {i}: {printable(face['label'])} {face['score']:.0%}, map of "
+                              f"{printable(ex['label'])} ({ex['method']}) -> {ex['panel']}", flush=True)
                 done += 1
     except KeyboardInterrupt:
         bar.clear()
@@ -1012,7 +1058,7 @@ def _explain_one(rec, path: Path, out: Path, args: argparse.Namespace, method) -
         item["error"] = f"{name}: {e}"
         return item, item["error"]
     except OSError as e:
-        raise CLIError(f"--out {out}: cannot write ({e.strerror or e})") from None
+        raise _write_error(f"--out {out}", e) from None
     for i, ex in enumerate(explanations):
         crop, overlay, panel = (describe(p) for p, _ in planned[3 * i : 3 * i + 3])
         face = ex.face.to_dict()
@@ -1051,6 +1097,8 @@ def add_batch(sub) -> None:
                    help="videos: one task per this many seconds of each file, so long files spread over the actors "
                         "(default 600; 0 = one task per file); face ids are counted within a window")
     p.add_argument("--verbose", action="store_true", help="Ray Data's own log lines too")
+    trust_flag(p)
+    limit_flags(p, files=False)
     p.set_defaults(func=cmd_batch)
 
 
@@ -1062,7 +1110,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                             actors=args.actors, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
                             batch_size=args.batch_size, shard_size=args.shard_size, fps=args.fps,
                             window=args.window, verbose=args.verbose,
-                            log=lambda m: print(m, file=sys.stderr))
+                            log=lambda m: print(m, file=sys.stderr), limits=_limits(args))
     except BatchError as e:
         raise CLIError(str(e)) from None
     print(f"{args.out}: {summary.line()}")
@@ -1071,6 +1119,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 def add_serve(sub) -> None:
     """`emolens serve` and its options."""
+    from .imageio import DEFAULT_MAX_SCANS
+
     p = sub.add_parser("serve", help="REST API + web page on one server ([serve] extra)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 = every interface)")
@@ -1079,12 +1129,16 @@ def add_serve(sub) -> None:
     p.add_argument("--detector", default=DEFAULT_DETECTOR,
                    help=f"face detector of requests without ?detector= (default: {DEFAULT_DETECTOR}; every "
                         f"detector is loaded; the web page's live mode asks for {FAST_DETECTOR})")
-    p.add_argument("--threads", type=_positive_int, help="ONNX Runtime threads per inference (default: 1)")
-    p.add_argument("--concurrency", type=_positive_int, default=None, metavar="N",
-                   help="images recognised at the same time (default: CPU cores, at most 4)")
+    trust_flag(p)
+    p.add_argument("--threads", type=_thread_count, metavar="N",
+                   help=f"ONNX Runtime threads per inference (default: 1; at most {MAX_THREADS})")
+    p.add_argument("--concurrency", type=_thread_count, default=None, metavar="N",
+                   help=f"images recognised at the same time (default: CPU cores, at most 4; at most {MAX_THREADS})")
     p.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest request body (default: 10)")
     p.add_argument("--max-pixels", type=_positive_int, default=40_000_000,
                    help="largest image in pixels, checked before decoding (default: 40,000,000)")
+    p.add_argument("--max-scans", type=_positive_int, default=DEFAULT_MAX_SCANS, metavar="N",
+                   help=f"most scans of a JPEG, counted before decoding (default: {DEFAULT_MAX_SCANS})")
     p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per batch request (default: 16)")
     p.add_argument("--max-faces", type=_positive_int, default=100, metavar="N",
                    help="most faces classified in one image, the largest (default: 100)")
@@ -1100,6 +1154,10 @@ def add_serve(sub) -> None:
                    help="images waiting for a slot; more get 503 with a Retry-After (default: 32)")
     p.add_argument("--queue-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="longest wait for a slot before 503 with a Retry-After (default: 30)")
+    p.add_argument("--request-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="longest an image may hold a slot: then its work stops and it gets 503 timeout (default: 60)")
+    p.add_argument("--body-timeout", type=float, default=60.0, metavar="SECONDS",
+                   help="longest a request body may take to arrive, else 408 (default: 60)")
     p.add_argument("--api-key-file", metavar="FILE",
                    help="require the key in this file in the X-API-Key header (or set EMOLENS_API_KEY)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -1132,7 +1190,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise CLIError(f"--port must be 0..65535, not {args.port}")
     if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb * 1024 * 1024 >= 1):
         raise CLIError(f"--max-upload-mb must be a positive number of MB, not {args.max_upload_mb:g}")
-    for name in ("explain_timeout", "queue_timeout"):
+    for name in ("explain_timeout", "queue_timeout", "request_timeout", "body_timeout"):
         if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
             raise CLIError(f"--{name.replace('_', '-')} must be a positive number of seconds")
     config = ServeConfig(model=args.model, detector=args.detector, threads=args.threads,
@@ -1140,7 +1198,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          max_pixels=args.max_pixels, max_batch=args.max_batch, max_faces=args.max_faces,
                          max_explain_faces=args.max_explain_faces, explain_concurrency=args.explain_concurrency,
                          explain_timeout=args.explain_timeout, max_queue=args.max_queue,
-                         queue_timeout=args.queue_timeout, api_key=api_key)
+                         queue_timeout=args.queue_timeout, request_timeout=args.request_timeout,
+                         body_timeout=args.body_timeout, max_scans=args.max_scans,
+                         trust_model=args.trust_model or None, api_key=api_key)
     if args.concurrency:
         config.concurrency = args.concurrency
     sock = _listening_socket(args.host, args.port)  # a clear error before loading the model
@@ -1158,8 +1218,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"emolens: warning: listening on {args.host} without an API key: anyone who can reach this machine "
               f"on the network can call the API; set {API_KEY_ENV} or --api-key-file, or serve on 127.0.0.1",
               file=sys.stderr, flush=True)
-    server = uvicorn.Server(uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log,
-                                           server_header=False))
+    import logging
+
+    from .onnxrun import stop_all
+    from .server.app import json_error_protocol
+
+    server_log = logging.getLogger("emolens.server")  # its lines beside uvicorn's, in the same form
+    if not server_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+        server_log.addHandler(handler)
+        server_log.setLevel(args.log_level.upper())
+        server_log.propagate = False
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:  # SIGTERM, Ctrl-C: the work in flight stops now
+            stop_all()
+            super().handle_exit(sig, frame)
+
+    server = Server(uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log, server_header=False,
+                                   http=json_error_protocol(), timeout_graceful_shutdown=5))
     server.run(sockets=[sock])
     return 0
 
@@ -1213,6 +1291,7 @@ def _listening_socket(host: str, port: int):
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+        sock.listen(2048)  # connections wait in the backlog from now on, not refused until uvicorn starts
     except OSError as e:
         sock.close()
         raise CLIError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
@@ -1244,21 +1323,42 @@ def output_flags(p: argparse.ArgumentParser) -> None:
                    help="print JSON lines: one compact object per picture and line, as soon as it is done")
 
 
-def file_limit_flag(p: argparse.ArgumentParser) -> None:
-    from .imageio import DEFAULT_MAX_FILE_BYTES
+def limit_flags(p: argparse.ArgumentParser, *, files: bool = True, scans: bool = True) -> None:
+    """--max-pixels, --max-scans and --max-file-mb: what one picture (or video frame) may cost
+    (docs/security.md)."""
+    from .imageio import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SCANS
 
-    default = DEFAULT_MAX_FILE_BYTES / 2**20
-    p.add_argument("--max-file-mb", type=float, default=default, metavar="MB",
-                   help=f"largest image file read, checked before reading it (default: {default:g}); "
-                        "only regular files are read")
+    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help=f"largest image{' or video frame' if not files else ''} in pixels, checked from its header "
+                        f"before decoding (default: {DEFAULT_MAX_PIXELS:,})")
+    if scans:
+        p.add_argument("--max-scans", type=_positive_int, default=DEFAULT_MAX_SCANS, metavar="N",
+                       help=f"most scans of a JPEG, counted before decoding: each is one more pass over the image "
+                            f"(default: {DEFAULT_MAX_SCANS})")
+    if files:
+        default = DEFAULT_MAX_FILE_BYTES / 2**20
+        p.add_argument("--max-file-mb", type=float, default=default, metavar="MB",
+                       help=f"largest image file read, checked before reading it (default: {default:g}); "
+                            "only regular files are read")
+
+
+def trust_flag(p: argparse.ArgumentParser) -> None:
+    """--trust-model: run a model that is not bundled without the limits put on strangers' models."""
+    p.add_argument("--trust-model", action="store_true",
+                   help="run --model without the limits put on a model that is not bundled (a memory cap, a "
+                        "deadline on each call, a first call on a probe input): only for a model you trust "
+                        "(docs/security.md)")
 
 
 def stream_flags(p: argparse.ArgumentParser) -> None:
     """The options `emolens video` and `emolens webcam` share: model, detector, threads, tracking, smoothing."""
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
+    trust_flag(p)
     detector_flags(p, FAST_DETECTOR)
-    p.add_argument("--threads", type=_positive_int, default=1,
-                   help="CPU threads for the model (default: 1, the fastest for one frame at a time)")
+    p.add_argument("--threads", type=_thread_count, default=1, metavar="N",
+                   help=f"CPU threads for the model (default: 1, the fastest for one frame at a time; at most "
+                        f"{MAX_THREADS})")
+    limit_flags(p, files=False, scans=False)
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
     p.add_argument("--detect-every", type=_positive_int, default=5, metavar="K",
@@ -1309,27 +1409,54 @@ def _printable_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .imageio import printable
     from .quiet import filtered_stderr
 
     _printable_streams()
+    before = set(threading.enumerate())
     try:
         with filtered_stderr():  # the decoders' own lines (libpng, libjpeg, OpenCV, FFmpeg) are not shown
             args = build_parser().parse_args(argv)
             code = args.func(args)
             sys.stdout.flush()  # output buffered for a pipe meets a closed reader here, not at exit
-        return code
+        return _leave(code, before) if code == 130 else code
     except BrokenPipeError:
         # the reader went away (`emolens predict --json ... | head -5`): stop quietly, as Unix tools do
         _drop_stdout()
-        return 1
+        return _leave(1, before)
     except CLIError as e:
         rank = _torchrun_rank()
         print(f"emolens: error (process {rank}): {e}" if rank else f"emolens: error: {e}", file=sys.stderr)
-        return 2
+        return _leave(e.code, before)
+    except OSError as e:
+        # what could not be written on the way (`predict --json > file` on a full disk): one line, exit 1; the
+        # rest of stdout goes nowhere, so the flush at exit does not fail again
+        _drop_stdout()
+        where = e.filename or "the output"
+        print(f"emolens: error: cannot write {printable(str(where))} ({e.strerror or e})", file=sys.stderr)
+        return _leave(1, before)
     except KeyboardInterrupt:
         if not _torchrun_rank():  # under torchrun, one process of the run says it
             print("emolens: interrupted", file=sys.stderr)
-        return 130
+        return _leave(130, before)
+
+
+def _leave(code: int, before: set) -> int:
+    """``code``, or, when work this command started is still running in emolens' own threads (a picture being
+    decoded when Ctrl-C came, a model's probe call that would not stop), the end of the process now, with ``code``:
+    the streams are flushed and nothing waits for that work (a normal exit would wait, or tear ONNX Runtime down
+    under a running call, which aborts the process). Threads that were there before (``before``) are not this
+    command's."""
+    busy = [t for t in threading.enumerate() if t not in before and t.daemon and t.is_alive()
+            and t.name.startswith(("emolens-picture", "emolens-probe"))]
+    if busy:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
