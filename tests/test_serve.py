@@ -283,6 +283,9 @@ def test_limits_of_the_strict_server(strict, photos_dir):
     body, headers = multipart(*[("files", f"{i}.png", crop, "image/png") for i in range(3)])
     st, data, _ = call(strict, "POST", "/v1/predict/batch", body, {**headers, **key})
     assert_error(st, data, 413, "too_many_files", "limit of 2")
+    body, headers = multipart(*[("files", f"{i}.png", crop, "image/png") for i in range(4)])
+    st, data, _ = call(strict, "POST", "/v1/predict/batch", body, {**headers, **key})  # was 400 bad_multipart
+    assert_error(st, data, 413, "too_many_files", "limit of 2")
     ok, png = cv2.imencode(".png", np.zeros((1500, 1500, 3), np.uint8))  # 2.25 MP > 2 MP, a small file
     st, data, _ = call(strict, "POST", "/v1/predict", png.tobytes(), {"Content-Type": "image/png", **key})
     assert_error(st, data, 413, "too_many_pixels", "1500x1500")
@@ -711,3 +714,50 @@ def test_serve_on_port_0_prints_the_port_bound_and_warns_off_loopback_without_a_
         finally:
             proc.terminate()
             proc.wait(timeout=15)
+
+
+# ----------------------------------------------------------------------------- hardening, round two (issue 28)
+def raw_request(srv, data: bytes, *, wait: float = 10) -> bytes:
+    """Send ``data`` as it is on a new connection; what comes back until the server closes it."""
+    import socket
+
+    u = urlsplit(srv.url)
+    with socket.create_connection((u.hostname, u.port), timeout=wait) as sock:
+        sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out
+
+
+def test_10_a_slow_upload_holds_no_explanation_slot_and_a_client_that_leaves_is_logged_in_one_line(server, photos_dir):
+    """A client announcing 100000 bytes and sending a few held the one explanation slot (every other explanation got
+    429 until it left). The slot is taken once the body has arrived; a client that leaves mid-body is one log line,
+    not an "unexpected error" with a traceback."""
+    import socket
+    import time
+
+    u = urlsplit(server.url)
+    crop = (photos_dir / "aligned_crop_112.png").read_bytes()
+    slow = socket.create_connection((u.hostname, u.port), timeout=30)
+    try:
+        slow.sendall(b"POST /v1/predict?explain=true HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                     b"Content-Length: 100000\r\n\r\n\xff\xd8")
+        time.sleep(0.5)
+        st, data, _ = call(server, "POST", "/v1/predict?explain=true&detect=false", crop, {"Content-Type": "image/png"})
+        assert st == 200 and data["faces_explained"] == 1, data
+    finally:
+        slow.close()  # leaves half-way through its body
+    time.sleep(1)
+    log = server.log()
+    assert "the client left before its request was answered" in log and "unexpected error" not in log, log
+
+
+def test_12_malformed_http_gets_the_json_error_every_other_failure_gets(server):
+    """A negative or non-numeric Content-Length was answered by the HTTP parser in plain text."""
+    for length in (b"-5", b"abc", b"1e3"):
+        raw = raw_request(server, b"POST /v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                                  b"Content-Length: " + length + b"\r\n\r\nxxxxx")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower(), raw
+        assert json.loads(body)["error"]["code"] == "bad_request", raw
