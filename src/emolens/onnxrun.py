@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import operator
 import os
 import threading
 import time
@@ -76,9 +77,13 @@ def check_threads(threads: int | None) -> int | None:
     """``threads`` if it is ``None`` (ONNX Runtime's default) or 1 ... :data:`MAX_THREADS`; ValueError otherwise."""
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+    try:
+        n = operator.index(threads)  # an int, or a numpy integer
+    except TypeError:
+        n = 0
+    if isinstance(threads, bool) or not 1 <= n <= MAX_THREADS:
         raise ValueError(f"threads must be a whole number from 1 to {MAX_THREADS} (4 a CPU core), not {threads!r}")
-    return threads
+    return n
 
 
 _arena_lock = threading.Lock()
@@ -105,7 +110,7 @@ def session_options(threads: int | None = None, *, memory_mb: int | None = None)
     capped arena (see the module docstring)."""
     import onnxruntime as ort
 
-    check_threads(threads)
+    threads = check_threads(threads)
     opts = ort.SessionOptions()
     if threads:
         opts.intra_op_num_threads = threads
