@@ -18,11 +18,11 @@ import os as _os
 # refused before their pixels are allocated too (a test checks the two numbers agree).
 _os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", "100000000")
 
+from ._version import __version__  # noqa: E402
 from .classify import Classifier, ModelError  # noqa: E402
 from .detect import Box, create_detector  # noqa: E402
 from .imageio import ImageError, load_image  # noqa: E402
 from .recognizer import EmotionRecognizer  # noqa: E402
-from ._version import __version__  # noqa: E402
 from .results import Face, Faces, ImageResult  # noqa: E402
 
 __all__ = [
