@@ -1,7 +1,7 @@
 """The browser module against the Python API, on the same pictures: are the same faces found, with the same labels and
 probabilities?
 
-    python benchmarks/web_parity.py [--model default] [--crops 200] [--frames 90]
+    python benchmarks/web_parity.py [--model default] [--crops 200] [--frames 90] [--align none]
 
 1. ``emolens web export`` writes a static site for ``--model`` into a temporary folder, which is served on loopback
    and opened in Debian's headless chromium (Playwright); the pictures are put beside it.
@@ -33,14 +33,14 @@ from emolens.detect import FAST_DETECTOR
 from emolens.video import FrameTracker
 from emolens.web import export_site
 from video import SAMPLE, clip_frame, head_crop
-from webpage import ARGS, CHROMIUM, need_chromium, serve_folder
+from webpage import ARGS, launcher, need_chromium, serve_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
-PREDICT_JS = """async ({files, detect}) => {
+PREDICT_JS = """async ({files, detect, align}) => {
   const m = await import('/web/emolens.mjs');
-  if (!window.__rec) window.__rec = await m.load('/models/manifest.json');
+  if (!window.__rec) window.__rec = await m.load('/models/manifest.json', {align});
   const out = [];
   for (const f of files) {
     const bytes = new Uint8Array(await (await fetch('/bench/' + f)).arrayBuffer());
@@ -53,9 +53,9 @@ PREDICT_JS = """async ({files, detect}) => {
   return out;
 }"""
 
-TRACK_JS = """async ({frames, fps}) => {
+TRACK_JS = """async ({frames, fps, align}) => {
   const m = await import('/web/emolens.mjs');
-  if (!window.__rec) window.__rec = await m.load('/models/manifest.json');
+  if (!window.__rec) window.__rec = await m.load('/models/manifest.json', {align});
   const tracker = window.__rec.tracker(), out = [];
   for (let i = 0; i < frames.length; i++) {
     const img = await m.readImage(new Uint8Array(await (await fetch('/bench/' + frames[i])).arrayBuffer()));
@@ -128,6 +128,8 @@ def main() -> int:
     ap.add_argument("--model", default="default", help="the emotion model (default: default)")
     ap.add_argument("--crops", type=int, default=200, help="FER2013 val crops (default: 200)")
     ap.add_argument("--frames", type=int, default=90, help="frames of the tracking clip (default: 90; 0: none)")
+    ap.add_argument("--align", default="none", choices=("none", "level", "template"),
+                    help="how faces are cut, on both sides (default: none, emolens' default)")
     ap.add_argument("--photos", type=Path, default=SHARED / "photos")
     ap.add_argument("--fer", type=Path, default=SHARED / "datasets" / "fer2013" / "val")
     args = ap.parse_args()
@@ -136,7 +138,7 @@ def main() -> int:
 
     print(f"CPU: {cpu_description()}")
     photos = sorted(p for p in args.photos.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    crops = fer_crops(args.fer, args.crops)
+    crops = fer_crops(args.fer, args.crops) if args.crops else []
     tallies = []
     with tempfile.TemporaryDirectory() as tmp:
         site = Path(tmp) / "site"
@@ -155,18 +157,19 @@ def main() -> int:
                 cv2.imwrite(str(bench / f"frame_{i:03d}.png"), clip_frame(head, i, args.frames))
                 frames.append(f"frame_{i:03d}.png")
 
-        rec = EmotionRecognizer(args.model)
+        rec = EmotionRecognizer(args.model, align=args.align)
         sets = [("photos (centerface)", photos, True), (f"{len(crops)} FER2013 val crops, detected", crops, True),
-                (f"{len(crops)} FER2013 val crops, whole", crops, False)]
+                (f"{len(crops)} FER2013 val crops, whole", crops, False)][: 3 if crops else 1]
         with serve_folder(site) as url, sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+            browser = pw.chromium.launch(executable_path=str(launcher(Path(tmp))), args=ARGS, headless=True)
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(url + "/bench/")  # same origin, no page script: the module is imported by the harness
             for name, files, detect in sets:
                 t0 = time.perf_counter()
-                js = page.evaluate(PREDICT_JS, {"files": [names[p] for p in files], "detect": detect})
+                js = page.evaluate(PREDICT_JS, {"files": [names[p] for p in files], "detect": detect,
+                                                "align": args.align})
                 js_s = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 py = [py_faces(rec.predict(p, detect=detect)) for p in files]
@@ -179,8 +182,8 @@ def main() -> int:
                 tallies.append(tally)
                 print(f"{tally.line()}  [browser {js_s:.1f} s, Python {py_s:.1f} s]", flush=True)
             if frames:
-                js_frames = page.evaluate(TRACK_JS, {"frames": frames, "fps": 30.0})
-                ft = FrameTracker(EmotionRecognizer(args.model, detector=FAST_DETECTOR, threads=1))
+                js_frames = page.evaluate(TRACK_JS, {"frames": frames, "fps": 30.0, "align": args.align})
+                ft = FrameTracker(EmotionRecognizer(args.model, detector=FAST_DETECTOR, threads=1, align=args.align))
                 tally = Tally(f"clip, {len(frames)} frames, tracked")
                 ids_same = 0
                 for i, (f, js) in enumerate(zip(frames, js_frames)):
@@ -203,9 +206,9 @@ def main() -> int:
     prob = max(t.prob for t in tallies)
     share = 100 * same / max(1, pairs)
     ok = box <= 2 and share >= 98 and prob <= 0.02 and unpaired == 0
-    print(f"browser vs Python ({args.model}): {pairs} faces, {unpaired} found by one side only; boxes max {box:.0f} px "
-          f"(target <= 2), same label {share:.1f}% (target >= 98%), probabilities max diff {prob:.2g} "
-          f"(target <= 0.02): {'targets met' if ok else 'targets NOT met'}")
+    print(f"browser vs Python ({args.model}, --align {args.align}): {pairs} faces, {unpaired} found by one side only; "
+          f"boxes max {box:.0f} px (target <= 2), same label {share:.1f}% (target >= 98%), probabilities max diff "
+          f"{prob:.2g} (target <= 0.02): {'targets met' if ok else 'targets NOT met'}")
     return 0 if ok else 1
 
 

@@ -11,7 +11,8 @@ frames a second live mode runs at on a fake camera.
    compression sends), and the same files gzipped (what GitHub Pages or a Space sends to a browser that asks).
 3. Live: chromium's fake camera plays a clip of a real face (the sample photo's head moving and growing, as in
    ``benchmarks/video.py``, 640×480, 30 fps, looped); the page's live mode runs for ``--seconds`` after the first
-   face: frames a second (every frame's result counted as the page draws it), faces found, label changes.
+   face: frames a second (every frame's result counted as the page draws it), the detector's and the classifier's
+   share, faces found, label changes; then the same clip through Python's FrameTracker, for comparison.
 
 The CPU is printed first; the frames a second, printed last, is the figure.
 """
@@ -31,9 +32,12 @@ from pathlib import Path
 import cv2
 
 from common import cpu_description
+from emolens import EmotionRecognizer
+from emolens.detect import FAST_DETECTOR
+from emolens.video import FrameTracker
 from emolens.web import export_site
 from video import SAMPLE, clip_frame, head_crop
-from webpage import ARGS, CHROMIUM, need_chromium, serve_folder
+from webpage import ARGS, launcher, need_chromium, serve_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,12 +62,27 @@ HOOK = """async () => {  // count every result the page draws, and time the dete
 }"""
 
 
-def write_clip_y4m(path: Path, frames: int) -> None:
+def write_clip_y4m(path: Path, frames: int) -> list:
     head = head_crop(SAMPLE)
+    clip = [clip_frame(head, i, frames) for i in range(frames)]
     with open(path, "wb") as f:
         f.write(b"YUV4MPEG2 W640 H480 F30:1 Ip A1:1 C420jpeg\n")
-        for i in range(frames):
-            f.write(b"FRAME\n" + cv2.cvtColor(clip_frame(head, i, frames), cv2.COLOR_BGR2YUV_I420).tobytes())
+        for frame in clip:
+            f.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return clip
+
+
+def python_fps(model: str, clip: list) -> float:
+    """The same clip through emolens.video.FrameTracker in this process, one ONNX Runtime thread (as `emolens
+    webcam`): frames a second, for comparison on the same machine at the same time."""
+    ft = FrameTracker(EmotionRecognizer(model, detector=FAST_DETECTOR, threads=1))
+    for i, frame in enumerate(clip[:10]):  # warm up
+        ft.process(frame, i, i / 30)
+    ft.reset()
+    t0 = time.perf_counter()
+    for i, frame in enumerate(clip):
+        ft.process(frame, i, i / 30)
+    return len(clip) / (time.perf_counter() - t0)
 
 
 def main() -> int:
@@ -72,6 +91,8 @@ def main() -> int:
     ap.add_argument("--photo", type=Path, default=ROOT.parent / "shared" / "photos" / "portrait_obama.jpg")
     ap.add_argument("--seconds", type=float, default=10.0, help="live mode measured this long (default: 10)")
     ap.add_argument("--clip-frames", type=int, default=150, help="frames of the fake camera's clip (default: 150)")
+    ap.add_argument("--no-python", dest="python", action="store_false",
+                    help="do not run the clip through Python's FrameTracker for comparison")
     args = ap.parse_args()
     need_chromium()
     from playwright.sync_api import expect, sync_playwright
@@ -82,10 +103,11 @@ def main() -> int:
         site = export_site(tmp / "site", model=args.model)
         gz = sum(len(gzip.compress((tmp / "site" / rel).read_bytes(), 6)) for rel in site.files)
         y4m = tmp / "camera.y4m"
-        write_clip_y4m(y4m, args.clip_frames)
+        clip = write_clip_y4m(y4m, args.clip_frames)
         with serve_folder(tmp / "site") as url, sync_playwright() as pw:
             # 1. cold load
-            ctx = pw.chromium.launch_persistent_context(str(tmp / "cold"), executable_path=str(CHROMIUM), args=ARGS,
+            chrome = str(launcher(tmp))
+            ctx = pw.chromium.launch_persistent_context(str(tmp / "cold"), executable_path=chrome, args=ARGS,
                                                         headless=True)
             fetched: dict[str, int] = {}
 
@@ -110,7 +132,7 @@ def main() -> int:
             # 2. live mode on the fake camera
             fake = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
                     f"--use-file-for-fake-video-capture={y4m}"]
-            ctx = pw.chromium.launch_persistent_context(str(tmp / "live"), executable_path=str(CHROMIUM),
+            ctx = pw.chromium.launch_persistent_context(str(tmp / "live"), executable_path=chrome,
                                                         args=ARGS + fake, headless=True)
             page = ctx.new_page()
             page.goto(url + "/")
@@ -140,6 +162,9 @@ def main() -> int:
           f"ms a frame p50 {statistics.median(gaps):.1f}, p90 {sorted(gaps)[int(0.9 * len(gaps))]:.1f} (detect "
           f"{det:.1f}, classify {cls:.1f}, the rest {1000 * span / n - det - cls:.1f}); a face in {found}/"
           f"{len(frames)} frames; label changes {switches} ({', '.join(sorted(set(labels)))})")
+    if args.python:
+        print(f"the same clip through Python's FrameTracker, same model and detector, 1 thread: "
+              f"{python_fps(args.model, clip):.1f} frames/s")
     print(f"live mode in the browser: {fps:.1f} frames/s (target >= 15)")
     return 0
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import http.server
+import os
+import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +37,18 @@ def serve_folder(folder: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def launcher(folder: Path) -> Path:
+    """How to start chromium at the priority of the process that starts it (``nice -n 15 python ...``). Run as root,
+    chromium sets its own processes' priority (nice -8 to 5) unless it lacks CAP_SYS_NICE; this launcher starts
+    it without that capability (util-linux's setpriv)."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return CHROMIUM
+    path = folder / "chromium-at-our-priority"
+    path.write_text(f'#!/bin/sh\nexec setpriv --bounding-set=-sys_nice --inh-caps=-sys_nice -- {CHROMIUM} "$@"\n')
+    path.chmod(0o755)
+    return path
 
 
 def need_chromium() -> None:

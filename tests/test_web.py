@@ -10,6 +10,9 @@ import base64
 import functools
 import http.server
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -160,19 +163,54 @@ class OfflineBrowser:
             route.abort()
 
 
-@contextmanager
-def offline_browser(driver, profile: Path, origin: str, extra: tuple[str, ...] = ()) -> Iterator[OfflineBrowser]:
-    from test_web_page import chromium
+def launcher(folder: Path) -> Path:
+    """How to start chromium at the suite's priority (``nice -n 15 pytest``): run as root, chromium sets its own
+    processes' priority (nice -8 to 5) unless it lacks CAP_SYS_NICE, so it is started without (util-linux's
+    setpriv)."""
+    from test_web_page import CHROMIUM
 
-    with chromium(driver, profile, extra) as ctx:
-        yield OfflineBrowser(ctx, [origin])
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        return CHROMIUM
+    path = folder / "chromium-at-our-priority"
+    path.write_text(f'#!/bin/sh\nexec setpriv --bounding-set=-sys_nice --inh-caps=-sys_nice -- {CHROMIUM} "$@"\n')
+    path.chmod(0o755)
+    return path
 
 
 @pytest.fixture(scope="module")
-def browser(driver, site, tmp_path_factory) -> Iterator[OfflineBrowser]:
-    with offline_browser(driver, tmp_path_factory.mktemp("profile"), site) as b:
+def browser(driver, site, photos_dir, tmp_path_factory) -> Iterator[OfflineBrowser]:
+    """Chromium with a fake camera playing a real portrait, only the site's origin reachable."""
+    from test_web_page import ARGS, write_y4m
+
+    tmp = tmp_path_factory.mktemp("chromium")
+    photo = cv2.imread(str(photos_dir / "portrait_obama.jpg"))
+    write_y4m(tmp / "camera.y4m", cv2.resize(photo[:682], (640, 480), interpolation=cv2.INTER_AREA))
+    fake = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={tmp / 'camera.y4m'}"]
+    ctx = driver.chromium.launch_persistent_context(
+        str(tmp / "profile"), executable_path=str(launcher(tmp)), args=[*ARGS, *fake], headless=True,
+        viewport={"width": 1360, "height": 860}, device_scale_factor=1)
+    b = OfflineBrowser(ctx, [site])
+    try:
         yield b
+    finally:
+        ctx.close()
     assert not b.blocked, b.blocked
+
+
+@pytest.fixture(scope="module")
+def static_page(browser, site):
+    """The exported site's page, its models loaded; page errors and console errors in ``page.errors``."""
+    from playwright.sync_api import expect
+
+    page = browser.ctx.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.on("console", lambda m: page.errors.append(m.text) if m.type == "error" else None)
+    page.goto(site + "/")
+    expect(page.locator("#status")).to_contain_text("runs in this browser", timeout=120_000)
+    yield page
+    page.close()
 
 
 def page_faces(page) -> list[tuple[list[int], str]]:
@@ -183,23 +221,17 @@ def page_faces(page) -> list[tuple[list[int], str]]:
 
 
 @pytest.mark.slow
-def test_static_site_answers_as_the_python_api_offline(browser, site, photos_dir):
+def test_static_site_answers_as_the_python_api_offline(static_page, browser, photos_dir):
     from playwright.sync_api import expect
 
     rec = EmotionRecognizer()
-    errors: list[str] = []
-    page = browser.ctx.new_page()
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.goto(site + "/")
-    expect(page.locator("#status")).to_contain_text("runs in this browser", timeout=60_000)
+    page = static_page
     assert page.locator("#engine-toggle").is_checked() and page.locator("#engine-toggle").is_disabled()
     assert "no image leaves the page" in page.inner_text("#dropzone")
     assert page.inner_text("#model-chip") == Classifier("default").meta.name
     for name in ("portrait_obama.jpg", "group_six.jpg"):
         page.set_input_files("#file-input", str(photos_dir / name))
-        expect(page.locator("#status")).to_contain_text("in this browser", timeout=60_000)
-        expect(page.locator("#status")).not_to_contain_text("runs in", timeout=60_000)
+        expect(page.locator("#status")).to_have_text(re.compile(r"faces? · .* in this browser"), timeout=90_000)
         want = [(f.box.as_list(), f.label) for f in rec.predict(photos_dir / name)]
         assert page_faces(page) == want, name
     assert page.locator("#chart .bar-row").count() == 7
@@ -213,12 +245,11 @@ def test_static_site_answers_as_the_python_api_offline(browser, site, photos_dir
     assert max(abs(g["scores"][k] - w.scores[k]) for g, w in zip(got, want) for k in rec.labels) < 0.02
     assert max(abs(a - b) for g, w in zip(got, want) for p, q in zip(g["landmarks"], w.box.landmarks)
                for a, b in zip(p, q)) < 0.5
-    page.close()
-    assert not browser.blocked and not errors, (browser.blocked, errors)
+    assert not browser.blocked and not page.errors, (browser.blocked, page.errors)
 
 
 @pytest.mark.slow
-def test_module_pixels_are_opencvs(browser, site):
+def test_module_pixels_are_opencvs(static_page):
     """The module's resize (INTER_AREA, INTER_LINEAR), gray conversion, crop and warp give OpenCV's bytes exactly."""
 
     def b64(a: np.ndarray) -> str:
@@ -251,10 +282,8 @@ def test_module_pixels_are_opencvs(browser, site):
     for box, scale in (((-5, 3, 20, 14), 1.0), ((12, 8, 16, 10), 1.6), ((0, 0, 30, 20), 1.0)):
         cases.append({"op": "crop", "w": 30, "h": 20, "cn": 3, "box": box, "scale": scale,
                       "src": b64(bgr), "out": b64(crop_face(bgr, Box(*box), scale))})
-    page = browser.ctx.new_page()
-    page.goto(site + "/README.md")
-    bad = page.evaluate("""async (cases) => {
-        const im = await import('/web/image.mjs');
+    bad = static_page.evaluate("""async (cases) => {
+        const im = await import('./web/image.mjs');
         const bad = [];
         const bytes = (t) => Uint8Array.from(atob(t), (ch) => ch.charCodeAt(0));
         for (const c of cases) {
@@ -266,7 +295,6 @@ def test_module_pixels_are_opencvs(browser, site):
           if (!same) bad.push(`${c.op} ${c.w}x${c.h}x${c.cn} -> ${c.dw}x${c.dh} (${c.interp})`);
         }
         return bad; }""", cases)
-    page.close()
     assert not bad, bad
 
 
@@ -290,7 +318,7 @@ def shown_error(page, path: Path) -> str:
 
 
 @pytest.mark.slow
-def test_run_in_this_browser_on_the_server_page_and_the_same_error_lines(browser, site, photos_dir, tmp_path):
+def test_run_in_this_browser_on_the_server_page_and_the_same_error_lines(browser, static_page, photos_dir, tmp_path):
     """The server page with "Run in this browser": the same faces as the server's API, nothing uploaded, and a broken
     image gets the line the server gives, there and on the static site."""
     from playwright.sync_api import expect
@@ -316,38 +344,27 @@ def test_run_in_this_browser_on_the_server_page_and_the_same_error_lines(browser
         assert [shown_error(page, p) for p in bad] == server_lines
         assert len(posts) == 2  # nothing was sent in browser mode
         page.close()
-    page = browser.ctx.new_page()
-    page.goto(site + "/")
-    page.wait_for_selector("#model-info dd")
-    assert [shown_error(page, p) for p in bad] == server_lines
-    page.close()
+    assert [shown_error(static_page, p) for p in bad] == server_lines
     print("the lines:", *server_lines, sep="\n  ")
     assert not browser.blocked, browser.blocked
 
 
 @pytest.mark.slow
-def test_static_site_live_mode_on_a_fake_camera(driver, site, photos_dir, tmp_path):
+def test_static_site_live_mode_on_a_fake_camera(browser, site):
+    """Live mode on chromium's fake camera playing a real portrait: the face found and labelled in the page."""
     from playwright.sync_api import expect
 
-    from test_web_page import write_y4m
-
-    photo = cv2.imread(str(photos_dir / "portrait_obama.jpg"))
-    y4m = tmp_path / "camera.y4m"
-    write_y4m(y4m, cv2.resize(photo[:682], (640, 480), interpolation=cv2.INTER_AREA))
-    fake = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}")
-    with offline_browser(driver, tmp_path / "profile", site, fake) as b:
-        page = b.ctx.new_page()
-        page.goto(site + "/")
-        page.wait_for_selector("#model-info dd")
-        page.click("#mode-webcam")
-        expect(page.locator(".face-box")).to_have_count(1, timeout=90_000)
-        expect(page.locator("#status")).to_contain_text("frames/s · in this browser", timeout=30_000)
-        assert page.inner_text("#faces li.face .face-label").lower().startswith("happy")
-        fps = float(page.inner_text("#status").split("·")[1].split()[0])
-        print(f"static site, live mode in this browser: {fps} frames/s")
-        assert fps > 0
-        page.click("#mode-upload")
-        assert page.locator("#video").is_hidden()
-        page.close()
-    assert not b.blocked, b.blocked
+    page = browser.ctx.new_page()
+    page.goto(site + "/")
+    page.wait_for_selector("#model-info dd")
+    page.click("#mode-webcam")
+    expect(page.locator(".face-box")).to_have_count(1, timeout=120_000)
+    expect(page.locator("#status")).to_contain_text("frames/s · in this browser", timeout=60_000)
+    assert page.inner_text("#faces li.face .face-label").lower().startswith("happy")
+    fps = float(page.inner_text("#status").split("·")[1].split()[0])
+    print(f"static site, live mode in this browser: {fps} frames/s")
+    assert fps > 0
+    page.click("#mode-upload")
+    assert page.locator("#video").is_hidden()
+    page.close()
+    assert not browser.blocked, browser.blocked

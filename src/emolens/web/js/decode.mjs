@@ -123,10 +123,13 @@ function canvas(w, h) {
   return c;
 }
 
+let scratch = null; // one canvas reused for every frame (live mode draws one a frame)
+
 /** The RGBA pixels of anything drawable, at its own size or scaled to width × height (transparency on white). */
 export function pixelsOf(source, width, height) {
-  const c = canvas(width, height);
-  const ctx = c.getContext("2d", { willReadFrequently: true });
+  if (!scratch) scratch = canvas(width, height);
+  if (scratch.width !== width || scratch.height !== height) { scratch.width = width; scratch.height = height; }
+  const ctx = scratch.getContext("2d", { willReadFrequently: true });
   ctx.fillStyle = "#fff";
   ctx.fillRect(0, 0, width, height);
   ctx.drawImage(source, 0, 0, width, height);
