@@ -72,6 +72,36 @@ def write_clip_y4m(path: Path, frames: int) -> list:
     return clip
 
 
+STAGES_JS = """async ({runs}) => {  // the detector and the classifier alone, on one frame, after a warm-up
+  const m = await import('./web/emolens.mjs');
+  const rec = await browserRecognizer();
+  const img = await m.readImage(new Uint8Array(await (await fetch('frame.png')).arrayBuffer()));
+  const boxes = await rec.liveDetector.detect(img);
+  await rec.classifier.classifyBoxes(img, boxes);
+  const ms = { detect: [], classify: [] };
+  for (let i = 0; i < runs; i++) {
+    let t = performance.now(); await rec.liveDetector.detect(img); ms.detect.push(performance.now() - t);
+    t = performance.now(); await rec.classifier.classifyBoxes(img, boxes); ms.classify.push(performance.now() - t);
+  }
+  return ms;
+}"""
+
+
+def python_stages(model: str, frame, runs: int) -> dict[str, list[float]]:
+    rec = EmotionRecognizer(model, detector=FAST_DETECTOR, threads=1)
+    boxes = rec.detector.detect(frame)
+    rec.classify_boxes(frame, boxes)
+    ms: dict[str, list[float]] = {"detect": [], "classify": []}
+    for _ in range(runs):
+        t = time.perf_counter()
+        rec.detector.detect(frame)
+        ms["detect"].append(1000 * (time.perf_counter() - t))
+        t = time.perf_counter()
+        rec.classify_boxes(frame, boxes)
+        ms["classify"].append(1000 * (time.perf_counter() - t))
+    return ms
+
+
 def python_fps(model: str, clip: list) -> float:
     """The same clip through emolens.video.FrameTracker in this process, one ONNX Runtime thread (as `emolens
     webcam`): frames a second, for comparison on the same machine at the same time."""
@@ -91,6 +121,7 @@ def main() -> int:
     ap.add_argument("--photo", type=Path, default=ROOT.parent / "shared" / "photos" / "portrait_obama.jpg")
     ap.add_argument("--seconds", type=float, default=10.0, help="live mode measured this long (default: 10)")
     ap.add_argument("--clip-frames", type=int, default=150, help="frames of the fake camera's clip (default: 150)")
+    ap.add_argument("--runs", type=int, default=20, help="timed calls of the detector and classifier alone")
     ap.add_argument("--no-python", dest="python", action="store_false",
                     help="do not run the clip through Python's FrameTracker for comparison")
     args = ap.parse_args()
@@ -104,6 +135,7 @@ def main() -> int:
         gz = sum(len(gzip.compress((tmp / "site" / rel).read_bytes(), 6)) for rel in site.files)
         y4m = tmp / "camera.y4m"
         clip = write_clip_y4m(y4m, args.clip_frames)
+        cv2.imwrite(str(tmp / "site" / "frame.png"), clip[0])
         with serve_folder(tmp / "site") as url, sync_playwright() as pw:
             # 1. cold load
             chrome = str(launcher(tmp))
@@ -145,6 +177,8 @@ def main() -> int:
             time.sleep(args.seconds)
             frames = page.evaluate(f"window.__frames.filter((f) => f[0] >= {start})")
             page.click("#mode-upload")
+            page.wait_for_timeout(1000)  # the live loop's last frame
+            stages = page.evaluate(STAGES_JS, {"runs": args.runs})
             ctx.close()
     if len(frames) < 2:
         print(f"live: {len(frames)} frames in {args.seconds:.0f} s")
@@ -162,6 +196,12 @@ def main() -> int:
           f"ms a frame p50 {statistics.median(gaps):.1f}, p90 {sorted(gaps)[int(0.9 * len(gaps))]:.1f} (detect "
           f"{det:.1f}, classify {cls:.1f}, the rest {1000 * span / n - det - cls:.1f}); a face in {found}/"
           f"{len(frames)} frames; label changes {switches} ({', '.join(sorted(set(labels)))})")
+    py = python_stages(args.model, clip[0], args.runs)
+    for stage in ("detect", "classify"):
+        js_ms, py_ms = statistics.median(stages[stage]), statistics.median(py[stage])
+        print(f"{stage} one 640x480 frame ({'centerface-fast' if stage == 'detect' else args.model + ', one face'}), "
+              f"p50 of {args.runs}: browser {js_ms:.1f} ms, Python (ONNX Runtime, 1 thread) {py_ms:.1f} ms: "
+              f"{js_ms / py_ms:.1f}x")
     if args.python:
         print(f"the same clip through Python's FrameTracker, same model and detector, 1 thread: "
               f"{python_fps(args.model, clip):.1f} frames/s")
