@@ -61,22 +61,34 @@ def main() -> int:
     source = open_source(args.data)
     ds = source.load(args.split, size=48, channels=rec.classifier.meta.channels, classes=labels)
     print(f"{len(ds)} faces of {args.data} [{args.split}]; teacher {args.teacher}", file=sys.stderr)
-    whole = [Box(0, 0, ds.images.shape[2], ds.images.shape[1])]
-    teacher = np.array([[f.scores[lab] for lab in labels] for img in ds.images
-                        for f in rec.classify_boxes(img, whole)], dtype=np.float64)
     onehot = np.eye(len(labels))[ds.labels]
-    target = args.label_share * onehot
+    has = np.zeros(len(ds), dtype=bool)
     if args.votes:
         votes = read_votes(args.votes, roots=[args.data])
         dist, _, keep, stats = votes.targets(ds.files, ds.labels, labels)
         has = (votes.rows_of(ds.files) >= 0) & keep
+        print(f"votes: {stats}", file=sys.stderr)
+    c = args.label_share if args.unvoted_label_share is None else args.unvoted_label_share
+    needs = np.where(has, args.votes_share + args.label_share < 1, c < 1) if args.votes else np.full(len(ds), True)
+    # the teacher runs only where its share is not 0, in batches (its mirror view included, as in predict)
+    teacher = np.zeros((len(ds), len(labels)))
+    idx = np.flatnonzero(needs)
+    views = rec.classifier.meta.tta_scales or [1.0]
+    print(f"teacher on {len(idx)} faces", file=sys.stderr)
+    if views == [1.0]:
+        for i in range(0, len(idx), 256):
+            part = idx[i : i + 256]
+            teacher[part] = rec.classifier.predict_proba(list(ds.images[part]))
+    else:  # views at other scales need the picture around the face: one face at a time, as evaluate does
+        whole = [Box(0, 0, ds.images.shape[2], ds.images.shape[1])]
+        for i in idx:
+            teacher[i] = [rec.classify_boxes(ds.images[i], whole)[0].scores[lab] for lab in labels]
+    if args.votes:
         rest = 1 - args.votes_share - args.label_share
         voted = args.label_share * onehot + args.votes_share * dist + rest * teacher
-        c = args.label_share if args.unvoted_label_share is None else args.unvoted_label_share
         target = np.where(has[:, None], voted, c * onehot + (1 - c) * teacher)
-        print(f"votes: {stats}", file=sys.stderr)
     else:
-        target = target + (1 - args.label_share) * teacher
+        target = args.label_share * onehot + (1 - args.label_share) * teacher
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("x", newline="") as f:
         w = csv.writer(f)
@@ -85,8 +97,8 @@ def main() -> int:
             rel = Path(path).relative_to(args.data) if Path(path).is_relative_to(args.data) else None
             weight = next((v for k, v in weights.items() if rel is not None and k in rel.parts), 1.0)
             w.writerow([str(Path(path).absolute()), *(f"{v:.5f}" for v in row), f"{weight:g}"])
-    agree = float((teacher.argmax(1) == ds.labels).mean())
-    print(f"wrote {args.out}: {len(ds)} rows; the teacher's top label is the folder's for {agree:.1%}")
+    agree = float((teacher[idx].argmax(1) == ds.labels[idx]).mean()) if len(idx) else float("nan")
+    print(f"wrote {args.out}: {len(ds)} rows; where the teacher ran, its top label is the folder's for {agree:.1%}")
     return 0
 
 
