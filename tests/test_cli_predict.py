@@ -385,6 +385,32 @@ def test_empty_folder_exit_2(capsys, tmp_path):
     assert len(err.strip().splitlines()) == 1
 
 
+def test_class_folders_say_recursive_and_recursive_searches_them(capsys, tmp_path, fer_root):
+    """A data set of class folders (data/happy/*.jpg, data/sad/*.jpg) said only "no image files found"; now the
+    error says the sub-folders hold pictures and names --recursive, which finds every one of them (sorted, hidden
+    files and folders left out, a link loop not followed)."""
+    data = tmp_path / "data"
+    for cls in ("happy", "sad"):
+        (data / cls).mkdir(parents=True)
+        for f in sorted((fer_root / "val" / cls).iterdir())[:2]:
+            shutil.copy(f, data / cls / f.name)
+    (data / ".hidden").mkdir()
+    shutil.copy(next((fer_root / "val" / "happy").iterdir()), data / ".hidden" / "x.jpg")
+    (data / "sad" / "loop").symlink_to(data)
+    code, out, err = run_main(capsys, data)
+    assert code == 2 and out == ""
+    assert err.strip() == (f"emolens: error: no image files directly in {data}: its sub-folders hold some, and they "
+                           "are not searched unless you add --recursive")
+    code, out, err = run_main(capsys, "--recursive", "--no-detect", "--json", data)
+    assert code == 0, err
+    files = [Path(d["file"]).relative_to(data).as_posix() for d in json.loads(out)]
+    assert len(files) == 4 and files == sorted(files) and all(f.split("/")[0] in ("happy", "sad") for f in files)
+    from emolens import EmotionRecognizer
+
+    results = list(EmotionRecognizer().predict_files([data], detect=False, recursive=True))
+    assert [Path(r.source).relative_to(data).as_posix() for r in results] == files
+
+
 def test_empty_folder_subprocess(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -74,6 +74,7 @@ def add_predict(sub) -> None:
     """`emolens predict` and its options."""
     p = sub.add_parser("predict", help="find faces in images and classify their emotions")
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    recursive_flag(p)
     output_flags(p)
     p.add_argument("--annotate", metavar="OUT_DIR", help="write annotated copies of the images into this folder")
     p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
@@ -96,13 +97,13 @@ def add_predict(sub) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .classify import ModelError
-    from .imageio import describe, expand_inputs
+    from .imageio import describe, expand_inputs, no_images_message
     from .progress import Progress
     from .recognizer import EmotionRecognizer
 
-    files = expand_inputs(list(args.inputs))
+    files = expand_inputs(list(args.inputs), recursive=args.recursive)
     if not files:
-        raise CLIError("no image files found in the given folder(s)")
+        raise CLIError(no_images_message(args.inputs))
     # several pictures: one worker per core, each model on one thread (2.5x the pictures/s on 2 cores)
     workers = args.workers or (1 if args.threads else (os.cpu_count() or 1))
     threads = args.threads or (1 if workers > 1 else None)
@@ -929,6 +930,7 @@ def add_explain(sub) -> None:
     """`emolens explain` and its options."""
     p = sub.add_parser("explain", help="heat maps of what drove each face's emotion: overlay, crop and panel PNGs")
     p.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    recursive_flag(p)
     p.add_argument("--out", default="explanations", metavar="DIR", help="output folder (default: explanations)")
     p.add_argument("--label", help="explain this emotion instead of each face's predicted one")
     p.add_argument("--method", choices=["occlusion", "rise", "gradcam"], default="occlusion",
@@ -954,7 +956,7 @@ def add_explain(sub) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from .classify import ModelError
-    from .imageio import describe, expand_inputs, printable
+    from .imageio import describe, expand_inputs, no_images_message, printable
     from .output import JsonWriter
     from .progress import Progress
     from .recognizer import EmotionRecognizer
@@ -988,9 +990,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out}: exists and is not a folder")
-    paths = expand_inputs(args.inputs)
+    paths = expand_inputs(args.inputs, recursive=args.recursive)
     if not paths:
-        raise CLIError("no image files found in the given folder(s)")
+        raise CLIError(no_images_message(args.inputs))
     stems: dict[str, Path] = {}
     for path in paths:  # output names come from the file name: two inputs must not share one
         other = stems.setdefault(path.stem, path)
@@ -1311,6 +1313,12 @@ def detector_flags(p: argparse.ArgumentParser, default: str) -> None:
                         f"template (landmarks onto the model's template) (default: {DEFAULT_ALIGN}, the most "
                         "accurate measured)")
     p.add_argument("--no-align", action="store_true", help="the same as --align none")
+
+
+def recursive_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recursive", "-r", action="store_true",
+                   help="search the folders given and all their sub-folders for images (default: only the pictures "
+                        "directly inside each folder)")
 
 
 def output_flags(p: argparse.ArgumentParser) -> None:

@@ -700,8 +700,10 @@ def _from_pil(img: Any, *, max_pixels: int) -> np.ndarray:
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 
 
-def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
-    """Files as given, and each folder replaced by the image files directly inside it (sorted).
+def expand_inputs(inputs: list[str | os.PathLike], *, recursive: bool = False) -> list[Path]:
+    """Files as given, and each folder replaced by the image files directly inside it (sorted), or with
+    ``recursive`` every image file under it, sub-folders included (sorted by path; hidden files and folders are
+    left out, and symbolic links to folders are not followed, so a link loop cannot run for ever).
 
     Paths that do not exist are kept, so that reading them reports a clear error in its place.
     """
@@ -709,7 +711,27 @@ def expand_inputs(inputs: list[str | os.PathLike]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out += sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            out += _images_under(p) if recursive else sorted(
+                f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
         else:
             out.append(p)
     return out
+
+
+def _images_under(folder: Path) -> list[Path]:
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found += [Path(root) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(found)
+
+
+def no_images_message(inputs: list[str | os.PathLike]) -> str:
+    """The one-line error for inputs in which :func:`expand_inputs` found no image file; when a folder's pictures
+    are in its sub-folders (a dataset of class folders), it says so and names ``--recursive``."""
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir() and _images_under(p):
+            return (f"no image files directly in {printable(str(p))}: its sub-folders hold some, and they are not "
+                    "searched unless you add --recursive")
+    return "no image files found in the given folder(s)"

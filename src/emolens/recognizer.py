@@ -203,8 +203,10 @@ class EmotionRecognizer:
         annotate_dir: str | os.PathLike | None = None,
         workers: int = 1,
         draw_landmarks: bool = True,
+        recursive: bool = False,
     ) -> Iterator[ImageResult]:
-        """Recognise faces in files and folders (folders: the images directly inside them).
+        """Recognise faces in files and folders (folders: the images directly inside them; with ``recursive``,
+        every image under them, sub-folders included).
 
         Yields one :class:`ImageResult` per file, in order, each as soon as it is done. A file that cannot
         be read yields a result with ``error`` set; the other files are still processed.
@@ -217,7 +219,7 @@ class EmotionRecognizer:
         the GIL); build the recogniser with ``threads=1`` then, so the threads do not fight over the cores.
         On 2 cores, 2 workers × 1 thread did 2.5× the pictures a second of 1 worker × 2 threads (README).
         """
-        files = expand_inputs(list(inputs))
+        files = expand_inputs(list(inputs), recursive=recursive)
         workers = max(1, workers)
         # In worker threads, also with one worker: the caller's thread only waits, so Ctrl-C reaches it at once (a
         # thread inside a C decoder or ONNX Runtime cannot take it). They are daemon threads: on the way out (Ctrl-C,
