@@ -249,6 +249,32 @@ def test_static_site_answers_as_the_python_api_offline(static_page, browser, pho
 
 
 @pytest.mark.slow
+def test_browser_decodes_the_pixels_opencv_decodes(static_page, photos_dir, fer_root):
+    """JPEG and PNG decoded by chromium (through the module: no colour-profile conversion, EXIF applied) give the
+    bytes cv2.imdecode gives (compared by SHA-256)."""
+    import hashlib
+
+    files = [photos_dir / "group_six.jpg", photos_dir / "aligned_crop_112.png",
+             sorted((fer_root / "val" / "happy").glob("*.jpg"))[0]]
+    got = static_page.evaluate("""async (items) => {
+        const m = await import('./web/emolens.mjs');
+        const out = [];
+        for (const b64 of items) {
+          const img = await m.readImage(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)));
+          const bgr = new Uint8Array(img.width * img.height * 3);
+          for (let i = 0, j = 0; i < bgr.length; i += 3, j += 4) {
+            bgr[i] = img.data[j + 2]; bgr[i + 1] = img.data[j + 1]; bgr[i + 2] = img.data[j];
+          }
+          const hash = new Uint8Array(await crypto.subtle.digest('SHA-256', bgr));
+          out.push([...hash].map((v) => v.toString(16).padStart(2, '0')).join(''));
+        }
+        return out; }""", [base64.b64encode(f.read_bytes()).decode() for f in files])
+    want = [hashlib.sha256(cv2.imdecode(np.fromfile(f, np.uint8), cv2.IMREAD_COLOR).tobytes()).hexdigest()
+            for f in files]
+    assert got == want
+
+
+@pytest.mark.slow
 def test_module_pixels_are_opencvs(static_page):
     """The module's resize (INTER_AREA, INTER_LINEAR), gray conversion, crop and warp give OpenCV's bytes exactly."""
 
