@@ -32,7 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    with serve_subprocess(["--concurrency", "2"], log_path=log) as s:
+    # explanations get time enough on a slow CI machine (CI ran 3 of 8 in the default 20 s); the timeout itself
+    # has its own test
+    with serve_subprocess(["--concurrency", "2", "--explain-timeout", "150"], log_path=log) as s:
         yield s
     assert "Traceback" not in log.read_text(), log.read_text()  # no request crashed the server
 
@@ -654,7 +656,7 @@ def test_faces_are_capped_and_a_heavy_explanation_leaves_ordinary_requests_answe
     assert data["faces_found"] >= 50 and len(data["faces"]) == data["faces_found"]
     assert data["faces_explained"] == 8 and sum("explanation" in f for f in data["faces"]) == 8
     assert all("explanation" in f for f in data["faces"][:8])  # the largest ones
-    assert heavy["s"] < 60 and len(raw) < 5_000_000
+    assert heavy["s"] < 150 and len(raw) < 5_000_000  # 8 maps, not 54 (144 faces took 201 s before)
     assert all(st == 200 and n == 1 and took < 5 for st, took, _, n in ordinary), ordinary
     assert any(end < heavy["end"] for _, _, end, _ in ordinary)  # answered while the explanation was running
     assert server_rss_mb(server) - before < 150  # measured +19 MB after 13 explanations of 144 faces
