@@ -83,7 +83,7 @@ def test_measured_template_is_symmetric_and_ordered():
 
 
 def test_the_bundled_models_carry_their_landmark_template():
-    for name in ("default", "fast", "accurate"):
+    for name in ("default", "fast"):
         t = Classifier(name).meta.landmark_template
         assert t is not None and np.allclose(t, FER2013_TEMPLATE, atol=1e-4)
 

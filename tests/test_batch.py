@@ -48,7 +48,7 @@ def test_every_face_becomes_a_row_and_bad_inputs_rows_of_their_own(pictures, tmp
         by_source.setdefault(Path(r["source"]).name, []).append(r)
     assert [r["face"] for r in by_source["group_six.jpg"]] == [0, 1, 2, 3, 4, 5]
     (obama,) = by_source["portrait_obama.jpg"]
-    assert obama["label"] == "happy" and len(obama["landmarks"]) == 5 and obama["model"] == "emolens-wild-ens3-int8"
+    assert obama["label"] == "happy" and len(obama["landmarks"]) == 5 and obama["model"] == "emolens-distil-vgg-m-int8"
     labels = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
     assert abs(sum(obama[f"p_{k}"] for k in labels) - 1) < 1e-3 and obama[f"p_{obama['label']}"] == obama["score"]
     (broken,) = by_source["broken.jpg"]

@@ -58,7 +58,7 @@ def test_a_cached_hub_model_predicts_offline(tmp_path, photos_dir):
     code = ("from emolens import EmotionRecognizer; "
             "print(EmotionRecognizer('hf://someone/emotions').classifier.meta.name)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_offline(cache))
-    assert r.returncode == 0 and r.stdout.strip() == "emolens-wild-vgg-s-int8", r.stderr
+    assert r.returncode == 0 and r.stdout.strip() == "emolens-distil-vgg-xs-int8", r.stderr
 
 
 def test_hub_names_and_what_cannot_be_had_get_one_clear_line(tmp_path, photos_dir):

@@ -44,8 +44,8 @@ TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'emolens[
 
 
 MODEL_HELP = ("an emolens .onnx model, hf://owner/name on the Hugging Face Hub, or a bundled one: 'default', "
-              "'fast' (about 4× faster, for video) or 'accurate' (an ensemble, about 3.6× slower) (default: 'default')")
-MODEL_ARG_HELP = "an .onnx model, a run folder, hf://owner/name, or a bundled model: 'default', 'fast' or 'accurate'"
+              "or 'fast' (about 6× faster, for video) (default: 'default')")
+MODEL_ARG_HELP = "an .onnx model, a run folder, hf://owner/name, or a bundled model: 'default' or 'fast'"
 
 
 class CLIError(Exception):
@@ -328,7 +328,7 @@ def add_train(sub) -> None:
                    help="continue the run in --out from its last.pt with its config.json (flags override options "
                         "that do not change the model or data, e.g. --epochs)")
     p.add_argument("--init", metavar="SOURCE",
-                   help="start from this model's weights with a fresh schedule: default, fast, accurate, an emolens "
+                   help="start from this model's weights with a fresh schedule: default, fast, an emolens "
                         ".onnx, a run folder or a .pt; other labels than its own get a new classifier")
     p.add_argument("--nproc", type=_positive_int, metavar="N",
                    help="train on N processes of this machine as one run (DDP through torchrun: gloo on the CPU, nccl "
@@ -779,7 +779,7 @@ def cmd_gradio(args: argparse.Namespace) -> int:
 def add_push(sub) -> None:
     """`emolens push` and its options."""
     p = sub.add_parser("push", help="upload a model with its model card to the Hugging Face Hub ([hub] extra)")
-    p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder, an .onnx model or default/fast/accurate")
+    p.add_argument("model", metavar="RUN_OR_MODEL", help="a run folder, an .onnx model or default/fast")
     p.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the Hub model repo (created if missing)")
     p.add_argument("--private", action="store_true", help="create the repo private")
     p.add_argument("--token", help="a Hub access token (default: the one `hf auth login` saved, or HF_TOKEN)")

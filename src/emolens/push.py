@@ -63,7 +63,7 @@ def resolve_push_source(source: str) -> tuple[Path, dict]:
                 config = {}
         return p / "model.onnx", config if isinstance(config, dict) else {}
     if not p.is_file():
-        raise HubError(f"{p}: no such model (give a run folder, an .onnx model or default/fast/accurate)")
+        raise HubError(f"{p}: no such model (give a run folder, an .onnx model or default/fast)")
     return p, {}
 
 

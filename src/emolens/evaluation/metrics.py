@@ -138,7 +138,7 @@ class Evaluation:
 
 def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | None]:
     """(``.onnx`` path or None for the bundled model, run folder or None) of a model argument:
-    ``None``/``"default"``, ``"fast"``, ``"accurate"`` (the bundled models), an ``.onnx`` file, or a run folder holding
+    ``None``/``"default"``, ``"fast"`` (the bundled models), an ``.onnx`` file, or a run folder holding
     ``model.onnx``."""
     if model is None or str(model) == "default":
         return None, None
@@ -157,8 +157,11 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | 
             raise FileNotFoundError(f"{p}: a folder without model.onnx (give an .onnx file or a run folder)")
         return p / "model.onnx", p
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such model (give an .onnx file, a run folder, or 'default', 'fast', "
-                                "'accurate')")
+        from ..classify import REMOVED_MODELS
+
+        if str(model) in REMOVED_MODELS:
+            raise FileNotFoundError(REMOVED_MODELS[str(model)])
+        raise FileNotFoundError(f"{p}: no such model (give an .onnx file, a run folder, or 'default' or 'fast')")
     run = p.parent if (p.parent / MANIFEST_NAME).is_file() else None
     return p, run
 

@@ -1,10 +1,10 @@
 """Starting a run from another model's weights: ``emolens train --data DATA --init SOURCE``.
 
-SOURCE is a bundled model (``default``, ``fast``, ``accurate``), any exported emolens ``.onnx`` model, a run
+SOURCE is a bundled model (``default``, ``fast``), any exported emolens ``.onnx`` model, a run
 folder (its ``best.pt``) or a ``.pt`` checkpoint. An ONNX model is turned back into a PyTorch network
 (:mod:`.from_onnx`): an int8 one is dequantized first (its weights keep their 8-bit values) and of an ensemble
-the first member is taken (the bundled ensembles put their strongest net first: ``default`` and ``accurate``
-start from their vgg_m). The run trains that architecture at its input size and channels, with its
+the first member is taken (put the strongest net first; the bundled models are single nets: ``default`` starts
+from its vgg_m, ``fast`` from its vgg_xs). The run trains that architecture at its input size and channels, with its
 normalisation, so the data is converted as at inference.
 
 When the data's labels differ from the source's, the backbone is kept and the classifier (the last dense layer)
@@ -47,11 +47,15 @@ def resolve_init(source: str) -> InitSource:
     if p.is_dir():
         if not (p / "best.pt").is_file():
             raise ValueError(f"--init {source}: a folder without best.pt (give a run folder, a .pt checkpoint, "
-                             "an .onnx model or default/fast/accurate)")
+                             "an .onnx model or default/fast)")
         p = p / "best.pt"
     if not p.is_file():
+        from ..classify import REMOVED_MODELS
+
+        if source in REMOVED_MODELS:
+            raise ValueError(f"--init {source}: {REMOVED_MODELS[source]}")
         raise ValueError(f"--init {source}: no such file (give a run folder, a .pt checkpoint, an .onnx model or "
-                         "default/fast/accurate)")
+                         "default/fast)")
     if p.suffix.lower() == ".onnx":
         try:
             meta = Classifier(p).meta

@@ -121,7 +121,7 @@ class TrainConfig:
     limit_per_class: int | None = None  # quick runs on a subset
     val_limit_per_class: int | None = None  # None = limit_per_class; 0 = the whole val split (same val for all)
     # start from another model's weights (a new schedule: fine-tuning, warm restarts): a run folder, a .pt, an
-    # emolens .onnx or default/fast/accurate; other labels than the source's get a new classifier (finetune.py)
+    # emolens .onnx or default/fast; other labels than the source's get a new classifier (finetune.py)
     init: str | None = None
     weights: str | None = None  # transfer models: "imagenet" (download) or a local ImageNet state dict
     # freeze the pretrained part: a transfer model's base (None = yes), or the conv stages of emolens' own nets
