@@ -70,7 +70,7 @@ def test_a_label_the_source_does_not_know_gets_a_fresh_row(fer_root, tmp_path):
     log = (run / "train.log").read_text()
     assert "new classifier for happy, thumbs_up; happy start from its rows" in log
     assert Classifier(run / "model.onnx").labels == ["happy", "thumbs_up"]
-    assert json.loads((run / "config.json").read_text())["model"] == "vgg_s"  # fast is one int8 vgg_s
+    assert json.loads((run / "config.json").read_text())["model"] == "vgg_xs"  # fast is one int8 vgg_xs
 
 
 def test_freeze_keeps_the_conv_stages_of_an_own_net(happy_sad, tmp_path):
