@@ -61,20 +61,24 @@ def tiles(m: np.ndarray, n: int) -> np.ndarray:
     return m.reshape(rows, 48, COLS, 48).transpose(0, 2, 1, 3).reshape(rows * COLS, 48, 48)[:n]
 
 
-def half(path: Path, out: Path) -> None:
+def _retype(path: Path, out: Path, dtype: str) -> None:
+    """A checkpoint's weights as float16 (to travel, to keep) or float32 (to train, to export) again."""
     import torch
 
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    ck["model"] = {k: v.half() if v.is_floating_point() else v for k, v in ck["model"].items()}
-    torch.save(ck, out)
+    from emolens.training.checkpoint import read_checkpoint, write_checkpoint
+
+    ck = read_checkpoint(path)
+    to = getattr(torch, dtype)
+    ck["model"] = {k: v.to(to) if v.is_floating_point() else v for k, v in ck["model"].items()}
+    write_checkpoint(out, ck)
+
+
+def half(path: Path, out: Path) -> None:
+    _retype(path, out, "float16")
 
 
 def fp32(path: Path, out: Path) -> None:
-    import torch
-
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    ck["model"] = {k: v.float() if v.is_floating_point() else v for k, v in ck["model"].items()}
-    torch.save(ck, out)
+    _retype(path, out, "float32")
 
 
 def pack(out: Path) -> None:

@@ -97,12 +97,28 @@ def test_both_are_int8_and_fast_is_the_smaller(shipped):
         assert bundled_model_path("fast").stat().st_size < bundled_model_path("default").stat().st_size / 3
 
 
-def test_the_removed_accurate_model_says_what_to_use_instead(tmp_path, monkeypatch):
+def test_the_removed_accurate_model_says_what_to_use_instead(tmp_path, monkeypatch, capsys):
     from emolens.classify import ModelError
+    from emolens.cli import main
+    from emolens.hub import HubError
+    from emolens.push import resolve_push_source
 
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ModelError, match="'accurate' was removed in emolens 0.2.*use 'default'"):
+    said = "'accurate' was removed in emolens 0.2.*use 'default'"
+    with pytest.raises(ModelError, match=said):
         Classifier("accurate")
+    with pytest.raises(HubError, match=said):
+        resolve_push_source("accurate")
+    for argv in (["predict", "x.jpg", "--model", "accurate"], ["evaluate", "accurate", "--data", str(tmp_path)],
+                 ["calibrate", "accurate", "--data", str(tmp_path)]):
+        assert main(argv) != 0
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "'accurate' was removed" in err[0] and "Traceback" not in err[0], err
+    pytest.importorskip("torch")
+    from emolens.training.finetune import resolve_init
+
+    with pytest.raises(ValueError, match="--init accurate: .*" + said):
+        resolve_init("accurate")
 
 
 def test_unknown_bundled_name_is_not_a_bundled_model(tmp_path):

@@ -70,8 +70,17 @@ def default_model_path() -> Path:
     return bundled_model_path("default")
 
 
+def is_bundled_name(name: str | os.PathLike | None) -> bool:
+    """Whether ``name`` names a bundled model, or one that was (:data:`REMOVED_MODELS`): such a name is never read
+    as a file path."""
+    return str(name) in BUNDLED_MODELS or str(name) in REMOVED_MODELS
+
+
 def bundled_model_path(name: str) -> Path:
-    """The file of a bundled model by its name in :data:`BUNDLED_MODELS`."""
+    """The file of a bundled model by its name in :data:`BUNDLED_MODELS`; :class:`ModelError` (one line, what to
+    use instead) for a name in :data:`REMOVED_MODELS`."""
+    if name in REMOVED_MODELS:
+        raise ModelError(REMOVED_MODELS[name])
     return Path(str(resources.files("emolens") / "assets" / BUNDLED_MODELS[name]))
 
 
@@ -125,8 +134,6 @@ class Classifier:
         import onnxruntime as ort
 
         name = "default" if model is None else str(model)
-        if name in REMOVED_MODELS and not Path(name).exists():
-            raise ModelError(REMOVED_MODELS[name])
         if is_hub(name):  # a model on the Hugging Face Hub, from its local cache after the first use
             from .hub import HubError, download
 
@@ -135,7 +142,7 @@ class Classifier:
             except HubError as e:
                 raise ModelError(str(e)) from None
         else:
-            path = bundled_model_path(name) if name in BUNDLED_MODELS else Path(model)
+            path = bundled_model_path(name) if is_bundled_name(name) else Path(model)
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         self.path = path

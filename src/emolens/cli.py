@@ -469,7 +469,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     try:
         _, run = resolve_model(args.model)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ModelError) as e:
         raise CLIError(str(e)) from None
     out = Path(args.out) if args.out else (run / f"eval-{args.split}" if run is not None else None)
     if out is not None and existing_outputs(out) and not args.force:  # fail before the slow part
@@ -718,7 +718,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     try:
         onnx_path, _ = resolve_model(args.model)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ModelError) as e:
         raise CLIError(str(e)) from None
     src = onnx_path or default_model_path()
     # a bundled or Hub model's copy goes here, not into the package or the Hugging Face cache

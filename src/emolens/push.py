@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .classify import BUNDLED_MODELS, Classifier, ModelError, bundled_model_path
+from .classify import BUNDLED_MODELS, Classifier, ModelError, bundled_model_path, is_bundled_name
 from .hub import PREFIX, HubError, _hub, parse
 
 
@@ -49,8 +49,11 @@ def model_card(meta: Any, repo: str, dataset: str | None = None) -> str:
 
 def resolve_push_source(source: str) -> tuple[Path, dict]:
     """The ``.onnx`` file of a run folder, model file or bundled name, and the run's config (or ``{}``)."""
-    if source in BUNDLED_MODELS:
-        return bundled_model_path(source), {}
+    if is_bundled_name(source):
+        try:
+            return bundled_model_path(source), {}
+        except ModelError as e:
+            raise HubError(str(e)) from None
     p = Path(source)
     if p.is_dir():
         if not (p / "model.onnx").is_file():

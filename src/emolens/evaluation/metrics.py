@@ -24,7 +24,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from ..classify import BUNDLED_MODELS, bundled_model_path
+from ..classify import bundled_model_path, is_bundled_name
 from ..detect import DEFAULT_DETECTOR
 from ..detect.base import Box
 from ..hub import is_hub
@@ -142,7 +142,7 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | 
     ``model.onnx``."""
     if model is None or str(model) == "default":
         return None, None
-    if str(model) in BUNDLED_MODELS:
+    if is_bundled_name(model):
         return bundled_model_path(str(model)), None
     if is_hub(model):
         from ..hub import HubError, download
@@ -157,10 +157,6 @@ def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | 
             raise FileNotFoundError(f"{p}: a folder without model.onnx (give an .onnx file or a run folder)")
         return p / "model.onnx", p
     if not p.is_file():
-        from ..classify import REMOVED_MODELS
-
-        if str(model) in REMOVED_MODELS:
-            raise FileNotFoundError(REMOVED_MODELS[str(model)])
         raise FileNotFoundError(f"{p}: no such model (give an .onnx file, a run folder, or 'default' or 'fast')")
     run = p.parent if (p.parent / MANIFEST_NAME).is_file() else None
     return p, run

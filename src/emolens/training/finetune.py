@@ -41,19 +41,18 @@ class InitSource:
 
 def resolve_init(source: str) -> InitSource:
     """What ``--init SOURCE`` names, its architecture and normalisation (ValueError says why it cannot be used)."""
-    from ..classify import BUNDLED_MODELS, Classifier, ModelError, bundled_model_path
+    from ..classify import Classifier, ModelError, bundled_model_path, is_bundled_name
 
-    p = bundled_model_path(source) if source in BUNDLED_MODELS else Path(source)
+    try:
+        p = bundled_model_path(source) if is_bundled_name(source) else Path(source)
+    except ModelError as e:
+        raise ValueError(f"--init {source}: {e}") from None
     if p.is_dir():
         if not (p / "best.pt").is_file():
             raise ValueError(f"--init {source}: a folder without best.pt (give a run folder, a .pt checkpoint, "
                              "an .onnx model or default/fast)")
         p = p / "best.pt"
     if not p.is_file():
-        from ..classify import REMOVED_MODELS
-
-        if source in REMOVED_MODELS:
-            raise ValueError(f"--init {source}: {REMOVED_MODELS[source]}")
         raise ValueError(f"--init {source}: no such file (give a run folder, a .pt checkpoint, an .onnx model or "
                          "default/fast)")
     if p.suffix.lower() == ".onnx":
