@@ -44,8 +44,9 @@ def _imports() -> dict[str, list[tuple[str, bool]]]:
 
 
 IMPORTS = _imports()
-ROAD = [m for m in IMPORTS if not m.startswith(("emolens.training", "emolens.evaluation")) and m not in
-        ("emolens.cli", "emolens.__main__")]
+ROAD = [m for m in IMPORTS if not m.startswith(("emolens.training", "emolens.evaluation", "emolens.cli"))
+        and m != "emolens.__main__"]
+CLI = [m for m in IMPORTS if m == "emolens.cli" or m.startswith("emolens.cli.")]
 
 
 def _hits(mod: str, prefixes: tuple[str, ...]) -> list[str]:
@@ -70,8 +71,16 @@ def test_evaluation_runs_on_onnx_and_takes_only_the_dataset_readers_from_trainin
 
 
 def test_the_command_line_reaches_training_and_torch_only_inside_the_verbs():
-    top = [name for name, at_top in IMPORTS["emolens.cli"] if at_top]
-    assert not [n for n in top if n.split(".")[0] in ("torch", "torchvision") or n.startswith("emolens.training")]
+    assert len(CLI) > 5
+    for mod in CLI:
+        top = [name for name, at_top in IMPORTS[mod] if at_top]
+        assert not [n for n in top if n.split(".")[0] in ("torch", "torchvision") or n.startswith("emolens.training")]
+
+
+def test_no_file_of_the_command_line_passes_300_lines():
+    long = {m: n for m in CLI if (n := len((PKG.parent / (m.replace(".", "/") + (
+        "/__init__.py" if m == "emolens.cli" else ".py"))).read_text().splitlines())) > 300}
+    assert not long
 
 
 def test_no_two_modules_import_each_other():
