@@ -1,5 +1,6 @@
-"""`emolens batch` on Ray Data (a local Ray with one actor here): one Parquet row per face, a row for a picture
-without a face and for one that cannot be read, shards that a re-run skips, and one-line errors."""
+"""`emolens batch` on Ray Data (a local Ray with one or two actors here): one Parquet row per face, a row for a
+picture without a face and for one that cannot be read, units and shards that a re-run skips, and one-line errors.
+Faults (a lost node, a poisoned input): test_batch_faults.py."""
 
 from __future__ import annotations
 
@@ -58,16 +59,30 @@ def test_every_face_becomes_a_row_and_bad_inputs_rows_of_their_own(pictures, tmp
     assert wall["face"] == -1 and wall["error"] is None and wall["label"] is None
 
 
-def test_a_rerun_skips_finished_shards_and_clears_an_interrupted_one(pictures, tmp_path):
+def test_a_rerun_skips_finished_shards_and_parts_and_clears_an_interrupted_one(pictures, tmp_path):
     out = tmp_path / "faces"
     args = ([str(pictures)], out)
-    first = run_batch(*args, actors=1, shard_size=2, log=lambda m: None)
-    shutil.rmtree(out / "shard-00001")  # as if the run had been stopped inside shard 2 ...
-    (out / ".shard-00001").mkdir()  # ... leaving its unfinished folder
+    first = run_batch(*args, actors=1, shard_size=2, batch_size=1, log=lambda m: None)
+    assert first.shards_done == 3 and first.units_done == 5 and not list((out / "parts").iterdir())
+    # as if the run had been stopped inside shard 2: its first picture written, the second half-written ...
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    before = sorted(read_results(out, columns=["source", "face"]).to_pylist(), key=str)
+    shard = out / "shard-00001"
+    table = pq.read_table(shard / "faces.parquet")
+    sources = table.column("source").to_pylist()
+    shutil.rmtree(shard)
+    pq.write_table(table.filter(pa.array([s == sources[0] for s in sources])),
+                   out / "parts" / "part-0000000002-0000000003.parquet")
+    (out / "parts" / ".part-0000000003-0000000004.parquet.x.tmp").write_bytes(b"half")
+    (out / ".shard-00001-abc").mkdir()  # ... and a merge that never finished
     lines = []
-    again = run_batch(*args, actors=1, shard_size=2, log=lines.append)
-    assert again.shards_done == 1 and again.shards_skipped == 2 and not (out / ".shard-00001").exists()
+    again = run_batch(*args, actors=1, shard_size=2, batch_size=1, log=lines.append)
+    assert (again.shards_done, again.shards_skipped, again.units_done, again.pictures_done) == (1, 2, 1, 1)
+    assert not list(out.glob(".shard-*")) and not list((out / "parts").iterdir())
     assert (again.pictures, again.faces, again.errors) == (first.pictures, first.faces, first.errors)
+    assert sorted(read_results(out, columns=["source", "face"]).to_pylist(), key=str) == before  # each once
     assert run_batch(*args, actors=1, shard_size=2, log=lines.append).shards_done == 0
     assert "already" in lines[-1]
     with pytest.raises(BatchError, match="other inputs"):
@@ -108,23 +123,23 @@ def test_two_actors_on_two_cores_do_not_starve_reading_and_writing(pictures, tmp
 # ----------------------------------------------------------------------------- many pictures, killed runs
 @pytest.fixture(scope="module")
 def many(fer_root, photos_dir, tmp_path_factory) -> Path:
-    """A few hundred files: 280 FER2013 val crops (40 of each class), 3 real photos, and 20 made-up files (noise,
-    blank walls, a truncated JPEG, text named .png, an empty file)."""
+    """Some 70 files: 42 FER2013 val crops (6 of each class), 3 real photos, and 12 made-up files (noise, blank
+    walls, a truncated JPEG, text named .png, an empty file)."""
     import cv2
     import numpy as np
 
     root = tmp_path_factory.mktemp("many")
     for cls in sorted(p.name for p in (fer_root / "val").iterdir()):
-        for f in sorted((fer_root / "val" / cls).iterdir())[:40]:
+        for f in sorted((fer_root / "val" / cls).iterdir())[:6]:
             shutil.copy(f, root / f"{cls}_{f.name}")
     for name in ("group_six.jpg", "portrait_obama.jpg", "portrait_biden.jpg"):
         shutil.copy(photos_dir / name, root / name)
     rng = np.random.default_rng(0)
     made = root / "made"
     made.mkdir()
-    for i in range(8):
+    for i in range(4):
         cv2.imwrite(str(made / f"noise{i}.png"), rng.integers(0, 256, (64 + 8 * i, 80, 3), dtype=np.uint8))
-    for i in range(8):
+    for i in range(4):
         cv2.imwrite(str(made / f"wall{i}.jpg"), np.full((90, 120, 3), 30 * i, np.uint8))
     whole = (photos_dir / "portrait_biden.jpg").read_bytes()
     (made / "cut.jpg").write_bytes(whole[: len(whole) // 3])
@@ -134,13 +149,17 @@ def many(fer_root, photos_dir, tmp_path_factory) -> Path:
     return root
 
 
-def test_a_few_hundred_files_give_every_face_emolens_predict_json_gives(many, tmp_path, capsys):
+def test_many_files_give_every_face_emolens_predict_json_gives(many, tmp_path, capsys):
     import json
 
     out = tmp_path / "faces"
-    s = run_batch([str(many)], out, actors=2, shard_size=100, log=lambda m: None)
+    lines: list[str] = []
+    s = run_batch([str(many)], out, actors=2, shard_size=20, batch_size=4, log=lines.append)
     files = list_inputs([str(many)])
-    assert len(files) == 303 and s.pictures == 303 and s.shards_done == 4
+    assert len(files) == 57 and s.pictures == 57 and s.shards_done == 3 and s.units_done == 15
+    assert s.actors == 2 and s.actor_rate > 0 and 0 < s.picture_seconds < s.seconds
+    assert sorted(lines) == ["shard 1/3 done (20 pictures)", "shard 2/3 done (20 pictures)",
+                             "shard 3/3 done (17 pictures)"]
     assert main(["predict", *files, "--json"]) in (0, 1)
     want = {r["file"]: r for r in json.loads(capsys.readouterr().out)}
     table = read_results(out)
@@ -170,6 +189,7 @@ def test_a_few_hundred_files_give_every_face_emolens_predict_json_gives(many, tm
             flat = [v for point in f["landmarks"] for v in point]
             assert [v for point in r["landmarks"] for v in point] == pytest.approx(flat, abs=0.06)
     assert errors == s.errors >= 4 and faces == s.faces >= 8  # the made-up broken files; the real photos' faces
+    assert [r["source"] for r in table.to_pylist() if r["face"] in (-1, 0)] == files  # in input order, once each
 
 
 def test_a_run_stopped_with_ctrl_c_keeps_finished_shards_and_a_rerun_does_not_redo_them(many, tmp_path):
@@ -180,15 +200,16 @@ def test_a_run_stopped_with_ctrl_c_keeps_finished_shards_and_a_rerun_does_not_re
 
     out = tmp_path / "faces"
     cmd = [sys.executable, "-m", "emolens", "batch", str(many), "--out", str(out), "--actors", "1",
-           "--shard-size", "30"]
+           "--shard-size", "10", "--batch-size", "2"]
     # SIGINT as a terminal's Ctrl-C sends it (a suite started in the background would pass on "ignore SIGINT")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.time() + 180
+        deadline = time.time() + 120
         while not (out / "shard-00001").is_dir() and time.time() < deadline and proc.poll() is None:
             time.sleep(0.1)
         assert (out / "shard-00001").is_dir(), "two shards never finished"
+        time.sleep(0.5)  # and a part or two of the third
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
     finally:
@@ -196,15 +217,18 @@ def test_a_run_stopped_with_ctrl_c_keeps_finished_shards_and_a_rerun_does_not_re
             proc.kill()
     assert proc.returncode == 130 and "interrupted" in err
     done = sorted(p.name for p in out.glob("shard-*"))
-    assert 2 <= len(done) < 11
+    assert 2 <= len(done) < 6
     kept = {p: p.stat().st_mtime_ns for d in done for p in (out / d).rglob("*.parquet")}
-    assert len(read_results(out)) >= 60  # complete shards only: every one readable
+    assert len(read_results(out)) >= 20  # complete shards and parts only: every one readable
+    assert not list((out / "parts").glob(".*"))  # nothing half-written left behind
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 1, again.stderr  # 1: the broken files' rows
-    assert f"{11 - len(done)} shards written, {len(done)} already done" in again.stdout
+    assert f"{6 - len(done)} shards written, {len(done)} already done" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in kept} == kept  # finished shards were not written again
-    assert not list(out.glob(".shard-*"))
-    assert len(set(read_results(out, columns=["source"]).column("source").to_pylist())) == 303
+    assert not list(out.glob(".shard-*")) and not list((out / "parts").iterdir())
+    rows = read_results(out, columns=["source", "face"]).to_pylist()
+    assert sorted(r["source"] for r in rows if r["face"] in (-1, 0)) == sorted(list_inputs([str(many)]))
+
 
 
 # ----------------------------------------------------------------------------- videos
@@ -268,12 +292,14 @@ def test_video_rows_are_the_rows_of_emolens_video_csv(videos, tmp_path, capsys):
     assert by_name["gone.mkv"]["error"] == "no such file"
 
 
-def test_long_videos_are_cut_into_windows_and_a_rerun_skips_the_finished_ones(videos, tmp_path):
+def test_long_videos_are_cut_into_windows_and_a_rerun_skips_the_finished_ones(videos, photos_dir, tmp_path):
+    """Video windows and pictures go through the same pipeline, in one run."""
     out = tmp_path / "faces"
-    args = ([str(videos / "long.avi")], out)
+    args = ([str(videos / "long.avi"), str(photos_dir / "portrait_obama.jpg")], out)
     first = run_batch(*args, actors=2, fps=10, window=1.0, log=lambda m: None)
     assert (first.windows_done, first.frames) == (2, 20)  # 2 s of video at 30 fps, every 3rd frame
-    rows = read_results(out).to_pylist()
+    assert (first.pictures, first.faces, first.units_done, first.shards_done) == (1, 1, 1, 1)
+    rows = [r for r in read_results(out).to_pylist() if r["source"].endswith("long.avi")]
     assert {r["window"] for r in rows} == {0, 1}
     assert max(r["frame"] for r in rows if r["window"] == 0) < 30 <= min(r["frame"] for r in rows if r["window"] == 1)
     assert {r["face"] for r in rows if r["window"] == 1} == {1, 2}  # ids counted within each window
@@ -281,8 +307,8 @@ def test_long_videos_are_cut_into_windows_and_a_rerun_skips_the_finished_ones(vi
     second.unlink()  # as if the run had stopped inside the second window ...
     (second.parent / ".window-00001.parquet.tmp").write_bytes(b"half")  # ... leaving its unfinished file
     again = run_batch(*args, actors=1, fps=10, window=1.0, log=lambda m: None)
-    assert (again.windows_done, again.windows_skipped, again.frames, again.face_rows) == (
-        1, 1, first.frames, first.face_rows)
+    assert (again.windows_done, again.windows_skipped, again.frames, again.face_rows, again.units_done) == (
+        1, 1, first.frames, first.face_rows, 0)
     assert not list(out.glob("videos/*/.window-*"))
     with pytest.raises(BatchError, match="--fps"):
         run_batch(*args, actors=1, fps=5, window=1.0, log=lambda m: None)
