@@ -230,6 +230,10 @@ def _run(ds, tasks: list[dict], plan: _Plan, summary: BatchSummary, n_actors: in
     from ..progress import Progress
 
     bar = Progress(sum(t.get("n", 1) for t in tasks), enabled=progress, unit="inputs", rate_unit="inputs/s")
+
+    def say(message: str) -> None:  # a log line starts on a clean line, not inside the progress line
+        bar.clear()
+        log(message)
     span: dict[str, list[float]] = {}
     busy: dict[int, list[float]] = {}
     actor_rss: dict[int, int] = {}
@@ -258,7 +262,7 @@ def _run(ds, tasks: list[dict], plan: _Plan, summary: BatchSummary, n_actors: in
                 b[1] += float(batch["busy"][i])
                 first = int(batch["first"][i])
                 plan.written(first, first + int(batch["inputs"][i]))
-            plan.merge_ready(summary, log)
+            plan.merge_ready(summary, say)
             summary.memory.append((done, rss_bytes(), dict(actor_rss)))
             bar.update(done)
     finally:
