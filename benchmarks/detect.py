@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from common import cpu_description
-from emolens.detect import DEFAULT_DETECTOR, Box, create_detector
+from emolens.face.detect import DEFAULT_DETECTOR, Box, create_detector
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from emolens import EmotionRecognizer, load_image
 from emolens.evaluation.explain_check import region_drops
-from emolens.explain import Explanation
+from emolens.explain.maps import Explanation
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp"}

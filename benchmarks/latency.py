@@ -23,8 +23,8 @@ import numpy as np
 
 from common import cpu_description
 from emolens import EmotionRecognizer, load_image
-from emolens.detect import available_detectors, create_detector
-from emolens.draw import annotate
+from emolens.face.detect import available_detectors, create_detector
+from emolens.results.draw import annotate
 
 SAMPLE = Path(__file__).resolve().parents[1] / "examples" / "obama.jpg"
 

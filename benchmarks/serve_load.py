@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from emolens.detect import FAST_DETECTOR
+from emolens.face.detect import FAST_DETECTOR
 from emolens.server.launch import serve_subprocess
 
 PHOTO = Path(__file__).resolve().parents[2] / "shared" / "photos" / "portrait_obama.jpg"

@@ -30,9 +30,9 @@ import numpy as np
 
 from common import cpu_description
 from emolens import EmotionRecognizer, load_image
-from emolens.detect import FAST_DETECTOR, Box, Detector, create_detector
-from emolens.track import count_switches
+from emolens.face.detect import FAST_DETECTOR, Box, Detector, create_detector
 from emolens.video import FrameTracker, draw_faces, local_detector_for
+from emolens.video.track import count_switches
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "examples" / "obama.jpg"

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from emolens import EmotionRecognizer
-from emolens.detect.base import Box
 from emolens.evaluation.metrics import classification_metrics, load_faces
+from emolens.face.detect.base import Box
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fer2013"
 VIEWS = {1: (False, [1.0]), 2: (True, [1.0]), 4: (True, [1.0, 1.1])}

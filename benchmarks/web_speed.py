@@ -33,7 +33,7 @@ import cv2
 
 from common import cpu_description
 from emolens import EmotionRecognizer
-from emolens.detect import FAST_DETECTOR
+from emolens.face.detect import FAST_DETECTOR
 from emolens.video import FrameTracker
 from emolens.web import export_site
 from video import SAMPLE, clip_frame, head_crop

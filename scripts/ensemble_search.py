@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from emolens import EmotionRecognizer
-from emolens.detect.base import Box
+from emolens.face.detect.base import Box
 from emolens.training.data import open_source
 from emolens.training.votes import read_votes
 

@@ -7,7 +7,7 @@ Each face (an image of a <class>/ folder under the given one, taken in a fixed s
 is padded with 25% grey on every side and enlarged to 192 px, so that the detector sees a face in a
 picture, as it does in users' photos; the landmarks of the face it finds are taken back to fractions
 of the original crop. The template is the per-point median, made left-right symmetric
-(:func:`emolens.align.measure_template`). It prints the template and, with ``--write``, stores it as
+(:func:`emolens.face.align.measure_template`). It prints the template and, with ``--write``, stores it as
 ``landmark_template`` in that model's emolens metadata (the file is replaced atomically; the ``onnx``
 package is needed for writing).
 """
@@ -22,8 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emolens.align import measure_template
-from emolens.detect import create_detector
+from emolens.face.align import measure_template
+from emolens.face.detect import create_detector
 
 
 def landmarks_of(files: list[Path], detector_name: str, pad: float = 0.25, side: int = 192) -> np.ndarray:

@@ -24,10 +24,10 @@ from pathlib import Path
 
 import onnx
 
-from emolens.align import FER2013_TEMPLATE
 from emolens.classify import Classifier
 from emolens.evaluation.calibration import calibrate_model
 from emolens.evaluation.metrics import evaluate_model
+from emolens.face.align import FER2013_TEMPLATE
 from emolens.training.export import restamp
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from emolens import EmotionRecognizer, load_image
-from emolens.align import (
+from emolens.classify import Classifier
+from emolens.face.align import (
     ALIGN_MODES,
     FER2013_TEMPLATE,
     aligned_crop,
@@ -16,8 +17,7 @@ from emolens.align import (
     measure_template,
     template_matrix,
 )
-from emolens.classify import Classifier
-from emolens.detect import Box, create_detector
+from emolens.face.detect import Box, create_detector
 
 
 @pytest.fixture(scope="module")

@@ -81,7 +81,7 @@ def test_model_is_loaded_once_and_reused(rec, photos_dir):
 
 def test_inference_modules_do_not_import_torch():
     code = (
-        "import sys, emolens, emolens.cli, emolens.recognizer, emolens.output; "
+        "import sys, emolens, emolens.cli, emolens.recognizer, emolens.results.output; "
         "emolens.EmotionRecognizer(); "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn', 'onnx', 'PIL')]; "
         "print(bad); sys.exit(1 if bad else 0)"
@@ -167,8 +167,8 @@ def test_an_image_without_faces_gives_an_empty_list(rec):
 
 
 def test_crop_face_bounds_huge_squares_without_building_them():
-    from emolens.crop import crop_face
-    from emolens.detect.base import Box
+    from emolens.face.crop import crop_face
+    from emolens.face.detect.base import Box
 
     img = np.zeros((300, 400, 3), np.uint8)
     img[:, 200:] = 255  # left half black, right half white

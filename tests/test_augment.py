@@ -12,8 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from emolens.align import FER2013_TEMPLATE  # noqa: E402
 from emolens.cli import main  # noqa: E402
+from emolens.face.align import FER2013_TEMPLATE  # noqa: E402
 from emolens.modelmeta import ModelMeta  # noqa: E402
 from emolens.training.augment import AugmentConfig, augment_batch  # noqa: E402
 from emolens.training.photo import _Draw, occluder_mask  # noqa: E402

@@ -531,7 +531,7 @@ def test_a_name_that_is_not_utf8_prints_escaped_in_every_mode(tmp_path, photos_d
 
 def test_json_and_jsonl_print_the_same_objects_and_json_is_exactly_to_json(capsys, photos_dir, bad_files):
     from emolens import EmotionRecognizer
-    from emolens.output import to_json
+    from emolens.results.output import to_json
 
     inputs = [photos_dir / "portrait_obama3.jpg", bad_files[2], photos_dir / "group_six.jpg"]
     code, out_json, _ = run_main(capsys, "--json", *inputs)
@@ -616,14 +616,14 @@ def test_an_error_row_keeps_the_table_narrow(capsys, photos_dir, bad_files):
 
 
 def test_faces_are_numbered_in_the_annotated_image_as_in_the_table(photos_dir, monkeypatch):
-    import emolens.draw
+    import emolens.results.draw
     from emolens import EmotionRecognizer
-    from emolens.draw import annotate
+    from emolens.results.draw import annotate
 
     faces = EmotionRecognizer().predict(photos_dir / "group_six.jpg")
     texts = []
-    real = emolens.draw.cv2.putText
-    monkeypatch.setattr(emolens.draw.cv2, "putText",
+    real = emolens.results.draw.cv2.putText
+    monkeypatch.setattr(emolens.results.draw.cv2, "putText",
                         lambda img, text, *a, **k: (texts.append(text), real(img, text, *a, **k)))
     annotate(cv2.imread(str(photos_dir / "group_six.jpg")), faces)
     assert texts == [f"{i} {f.label} {f.score:.0%}" for i, f in enumerate(faces, 1)] and len(texts) >= 5

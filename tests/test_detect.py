@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from emolens import load_image
-from emolens.detect import (
+from emolens.face.detect import (
     DEFAULT_DETECTOR,
     FAST_DETECTOR,
     LANDMARK_NAMES,

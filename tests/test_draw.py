@@ -7,23 +7,23 @@ import cv2
 import numpy as np
 import pytest
 
-import emolens.draw
-from emolens.detect.base import Box
-from emolens.draw import annotate, label_origin
-from emolens.results import Face
+import emolens.results.draw
+from emolens.face.detect.base import Box
+from emolens.results.draw import annotate, label_origin
+from emolens.results.faces import Face
 
 
 def _label_boxes(monkeypatch, image, faces):
     """The filled rectangles annotate draws (the labels' backgrounds) as (x0, y0, x1, y1)."""
     boxes = []
-    real = emolens.draw.cv2.rectangle
+    real = emolens.results.draw.cv2.rectangle
 
     def spy(img, p0, p1, colour, thickness=1, *a, **k):
         if thickness == cv2.FILLED:
             boxes.append((*p0, *p1))
         return real(img, p0, p1, colour, thickness, *a, **k)
 
-    monkeypatch.setattr(emolens.draw.cv2, "rectangle", spy)
+    monkeypatch.setattr(emolens.results.draw.cv2, "rectangle", spy)
     out = annotate(image, faces)
     return boxes, out
 
@@ -42,7 +42,7 @@ def test_labels_of_faces_at_every_edge_stay_whole_inside_the_picture(monkeypatch
     # the right-edge face's label is drawn in full: its colour spans the whole label width
     x0, y0, x1, y1 = boxes[0]
     band = out[y0 + 1 : y1 - 1, :, :]
-    colour = np.array(emolens.draw.colour_for("surprise"), np.uint8)
+    colour = np.array(emolens.results.draw.colour_for("surprise"), np.uint8)
     cols = np.flatnonzero((band == colour).all(axis=2).any(axis=0))
     assert cols.max() - cols.min() + 1 >= x1 - x0 - 2 and cols.max() == 239
 

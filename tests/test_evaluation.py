@@ -264,3 +264,19 @@ def test_evaluate_shows_progress_on_a_terminal_only(fer_root, tmp_path):
     assert "image 21/21 100%" in seen and "images/s" in seen and "ETA" in seen, seen
     code, _, seen = run_with_terminal_stderr([*cmd, "--out", str(tmp_path / "b"), "--quiet"], tmp_path)
     assert code == 0 and "images/s" not in seen
+
+
+def test_evaluate_is_one_call_from_python_and_refuses_an_old_report_before_the_slow_part(fer_root, tmp_path):
+    """`emolens evaluate` from Python: the scores and the report's files in one call; an earlier report in the folder
+    is refused before anything is scored (here the data does not even exist, and FileExistsError still comes
+    first), and replaced with force."""
+    from emolens.evaluation import evaluate
+
+    out = tmp_path / "report"
+    ev = evaluate("fast", fer_root, "val", out=out, limit_per_class=3)
+    assert ev.report["n"] == 21 and sorted(p.name for p in ev.written) == sorted(FILES)
+    assert json.loads((out / "report.json").read_text())["accuracy"] == ev.report["accuracy"]
+    with pytest.raises(FileExistsError, match="already holds a report"):
+        evaluate("fast", tmp_path / "no-such-data", "val", out=out)
+    assert evaluate("fast", fer_root, "val", out=out, force=True, limit_per_class=2).report["n"] == 14
+    assert evaluate("fast", fer_root, "val", out=None, limit_per_class=1).written == []

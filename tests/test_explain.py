@@ -15,7 +15,8 @@ import pytest
 from emolens import EmotionRecognizer, load_image
 from emolens.cli import main
 from emolens.evaluation.explain_check import region_drops
-from emolens.explain import bar_entries, output_files, saliency
+from emolens.explain.files import output_files
+from emolens.explain.maps import bar_entries, saliency
 
 IMAGE_EXT = {".jpg", ".jpeg", ".png"}
 ROOT = Path(__file__).resolve().parents[1]
@@ -370,7 +371,7 @@ def test_gradcam_on_a_frozen_transfer_backbone(tmp_path):
 
 
 def test_explain_needs_no_torch(tmp_path):
-    """The inference install explains too: importing and running emolens.explain never loads torch."""
+    """The inference install explains too: importing and running emolens.explain.maps never loads torch."""
     import subprocess
 
     code = ("import sys; from emolens import EmotionRecognizer; import numpy as np; "
@@ -466,3 +467,47 @@ def test_explain_shows_progress_on_a_terminal(photos_dir, tmp_path):
     assert "picture 3/3 100%" in seen and "pictures/s" in seen and "ETA" in seen, seen
     code, _, seen = run_with_terminal_stderr([*cmd, "--quiet", "--force"], tmp_path)
     assert code == 0 and "pictures/s" not in seen
+
+
+# ----------------------------------------------------------------------------- from Python, one call
+def test_explain_files_over_a_folder_is_one_call_from_python(photos_dir, tmp_path):
+    """What `emolens explain FOLDER` does, from Python: the pictures of a folder, each face's three PNGs, a picture
+    that cannot be read gets its error and the others go on; bad requests are one-line ExplainErrors, checked
+    before any picture is explained."""
+    from emolens.explain import ExplainError, explain_files
+
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for name in ("portrait_obama.jpg", "portrait_biden.jpg"):
+        (folder / name).write_bytes((photos_dir / name).read_bytes())
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8 not a picture")
+    fast = EmotionRecognizer("fast", threads=2)
+    job = explain_files(fast, [folder], tmp_path / "maps", max_faces=1)
+    assert len(job) == 3
+    pictures = {Path(p.file).name: p for p in job}
+    assert pictures["broken.jpg"].error and not pictures["broken.jpg"].faces
+    for name in ("portrait_obama.jpg", "portrait_biden.jpg"):
+        (face,) = pictures[name].faces
+        assert pictures[name].error is None and face["label"] in fast.labels
+        for key in ("crop", "overlay", "panel"):
+            assert Path(face["explanation"][key]).is_file()
+    assert pictures["portrait_obama.jpg"].to_dict()["faces"][0]["explanation"]["method"] == "occlusion"
+    assert len(list((tmp_path / "maps").iterdir())) == 6
+    # again into the same folder: nothing is overwritten, each picture says why
+    again = list(explain_files(fast, [folder / "portrait_obama.jpg"], tmp_path / "maps", label="sad", max_faces=1))
+    assert again[0].faces and again[0].error is None  # another label: other files, the same crop left as it was
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "nothing").mkdir()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "portrait_obama.png").write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    for inputs, out, kw, message in [
+        ([folder], tmp_path / "maps", {"label": "joy"}, "not one of this model's labels"),
+        ([folder], tmp_path / "file", {}, "exists and is not a folder"),
+        ([tmp_path / "nothing"], tmp_path / "m2", {}, "no image files found"),
+        ([folder, other], tmp_path / "m3", {}, "same file name"),
+        ([folder], tmp_path / "m4", {"method": "magic"}, "unknown explanation method"),
+    ]:
+        with pytest.raises(ExplainError, match=message):
+            explain_files(fast, inputs, out, **kw)
+    assert not (tmp_path / "m3").exists() and not (tmp_path / "m4").exists()

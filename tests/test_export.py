@@ -274,3 +274,37 @@ def test_ensemble_of_onnx_models_takes_the_views_asked_for(tmp_path, capsys):
     fresh = tmp_path / "fresh.onnx"  # an unreadable report is refused before anything is written
     assert main(["export", bundled, bundled, "--metrics", str(tmp_path / "nope.json"), "--out", str(fresh)]) == 2
     assert "not a report.json" in capsys.readouterr().err and not fresh.exists()
+
+
+# ----------------------------------------------------------------------------- from Python, one call each
+def test_the_four_export_jobs_are_one_call_each_from_python(binary_run, flat_happy_sad, tmp_path):
+    """`emolens export`'s four jobs from Python, with the command's checks as one-line ExportErrors and the input
+    models never changed."""
+    from emolens.training.export_jobs import ExportError, ensemble_models, export_run, quantize_onnx, restamp_model
+
+    done = export_run(binary_run, tmp_path / "m.onnx", name="mine")
+    assert not done.reused and done.parity[0] < 1e-4 and done.parity[2] == "validation images"
+    assert Classifier(done.onnx).meta.name == "mine" and done.int8 is None
+    before = done.onnx.read_bytes()
+    with pytest.raises(ExportError, match="already exists"):
+        export_run(binary_run, done.onnx)
+    named = restamp_model(done.onnx, tmp_path / "named.onnx", name="renamed", metrics={"val_accuracy": 0.5})
+    assert Classifier(named).meta.name == "renamed" and Classifier(named).meta.metrics["val_accuracy"] == 0.5
+    ens = ensemble_models([done.onnx, named], tmp_path / "ens.onnx", name="both")
+    assert Classifier(ens).labels == ["happy", "sad"]
+    int8, report = quantize_onnx(done.onnx, data=flat_happy_sad, calib_per_class=8, val_per_class=8)
+    assert int8 == tmp_path / "m.int8.onnx" and int8.is_file() and report["val_images"] == 16
+    assert done.onnx.read_bytes() == before
+    for call, message in [
+        (lambda: restamp_model(done.onnx, tmp_path / "x.onnx"), "already an ONNX model"),
+        (lambda: restamp_model(done.onnx, done.onnx, name="x"), "must differ from the input model"),
+        (lambda: ensemble_models([done.onnx, named], named), "must differ from the member models"),
+        (lambda: ensemble_models([done.onnx, binary_run], tmp_path / "y.onnx"), "not both"),
+        (lambda: quantize_onnx(done.onnx, int8), "already exists"),
+        (lambda: quantize_onnx(tmp_path / "none.onnx"), "no such model"),
+        (lambda: export_run([binary_run, binary_run]), "needs --out"),
+        (lambda: export_run(tmp_path), "no checkpoint"),
+        (lambda: export_run(binary_run, tmp_path / "z.onnx", metrics=tmp_path / "nothing.json"), "not a report.json"),
+    ]:
+        with pytest.raises(ExportError, match=message):
+            call()

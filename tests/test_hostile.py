@@ -351,9 +351,9 @@ def test_8_model_metadata_and_graph_are_checked_when_the_model_loads(case, tmp_p
 
 def test_8_output_sizes_only_a_call_tells_are_checked_by_the_probe_and_labels_print_escaped(tmp_path):
     from emolens.classify import Classifier, ModelError
-    from emolens.detect.base import Box
-    from emolens.output import table_rows
-    from emolens.results import Face, ImageResult
+    from emolens.face.detect.base import Box
+    from emolens.results.faces import Face, ImageResult
+    from emolens.results.output import table_rows
 
     model = tiny_model(tmp_path / "dyn.onnx", {**GOOD_META, "labels": list("abcde")}, dynamic_outputs=True)
     with pytest.raises(ModelError, match="it gives 2×7 outputs for a batch of 2, not 2×5"):

@@ -763,3 +763,30 @@ def test_12_malformed_http_gets_the_json_error_every_other_failure_gets(server):
         head, _, body = raw.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower(), raw
         assert json.loads(body)["error"]["code"] == "bad_request", raw
+
+
+def test_serve_from_python_checks_everything_before_it_starts(tmp_path):
+    """`emolens serve` as a library call: a bad port or limit, an empty key file and a port that is taken are one
+    ServeError each, before any model loads."""
+    import socket
+
+    from emolens.server import ServeConfig, ServeError, serve
+    from emolens.server.run import read_api_key
+
+    key = tmp_path / "key"
+    key.write_text("  s3cret \n")
+    assert read_api_key(key) == "s3cret"
+    key.write_text("\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        busy = taken.getsockname()[1]
+        for call, message in [
+            (lambda: read_api_key(key), "the file is empty"),
+            (lambda: read_api_key(tmp_path / "none"), "cannot read"),
+            (lambda: serve(ServeConfig(), port=70000), "--port must be 0..65535"),
+            (lambda: serve(ServeConfig(request_timeout=0), port=0), "--request-timeout must be a positive"),
+            (lambda: serve(ServeConfig(model=tmp_path / "none.onnx"), port=busy), "cannot listen on"),
+        ]:
+            with pytest.raises(ServeError, match=message):
+                call()

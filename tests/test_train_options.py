@@ -5,6 +5,7 @@ imbalance handling, early stopping, best-checkpoint selection, precision and dev
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 import signal
@@ -327,3 +328,30 @@ def test_a_run_that_fails_before_its_first_epoch_leaves_nothing_in_the_way(fer_r
     notes.write_text("mine")
     assert main(["train", "--data", str(fer_root), "--out", str(notes), "--epochs", "1"]) == 2
     assert "is a file, not a run folder" in capsys.readouterr().err and notes.read_text() == "mine"
+
+
+def test_the_command_options_from_python_recipe_resume_and_augment_keys(fer_root, tmp_path):
+    """`emolens train`'s option handling as a library call: a recipe file with options over it, --augment keys
+    checked, a run's stored config under --resume; bad options are one-line TrainOptionsErrors."""
+    from emolens.training.options import TrainOptionsError, train_options
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("model: vgg_xs\nepochs: 7\nlr: 0.001\n")
+    merged = train_options(recipe, data=str(fer_root), epochs=2, lr=None, augment=["blur=0.3", "hflip=false"])
+    assert merged["model"] == "vgg_xs" and merged["epochs"] == 2 and merged["lr"] == 0.001
+    assert merged["augment"]["blur"] == 0.3 and merged["augment"]["hflip"] is False
+    off = train_options({"data": "d"}, no_augment=True)["augment"]
+    assert off == dataclasses.asdict(AugmentConfig.off())
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"data": "stored", "model": "vgg_s", "epochs": 30}))
+    resumed = train_options(None, resume=True, out=str(run), epochs=40)
+    assert resumed["data"] == "stored" and resumed["model"] == "vgg_s" and resumed["epochs"] == 40
+    for call, message in [
+        (lambda: train_options(None), "give the dataset with --data"),
+        (lambda: train_options({"data": "d"}, augment=["blur=2"]), "a probability in"),
+        (lambda: train_options({"data": "d"}, augment=["wobble=1"]), "expected KEY=VALUE"),
+        (lambda: train_options(tmp_path / "none.yaml"), "cannot read"),
+    ]:
+        with pytest.raises(TrainOptionsError, match=message):
+            call()

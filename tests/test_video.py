@@ -1,4 +1,4 @@
-"""Video and webcam (emolens.video, emolens.track, `emolens video`, `emolens webcam`).
+"""Video and webcam (emolens.video, emolens.video.track, `emolens video`, `emolens webcam`).
 
 The clips are made here from the real photos in ../shared/photos: heads cut from the portraits,
 moving and changing size on a plain background, written with cv2.VideoWriter (MJPG in .avi,
@@ -23,9 +23,8 @@ import pytest
 from emolens import EmotionRecognizer, load_image
 from emolens import video as video_mod
 from emolens.cli import main
-from emolens.detect import Box
-from emolens.draw import colour_for
-from emolens.track import EmaSmoother, IoUTracker, count_switches
+from emolens.face.detect import Box
+from emolens.results.draw import colour_for
 from emolens.video import (
     CSV_FIXED_COLUMNS,
     CSV_LANDMARK_COLUMNS,
@@ -37,6 +36,7 @@ from emolens.video import (
     run_webcam,
     track_frames,
 )
+from emolens.video.track import EmaSmoother, IoUTracker, count_switches
 
 # Face boxes (x, y, w, h) in the portraits, as the default detector finds them (tests/test_detect.py).
 HEADS = {"portrait_obama3.jpg": (638, 259, 317, 317), "portrait_biden.jpg": (441, 214, 310, 309)}

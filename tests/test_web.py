@@ -26,7 +26,7 @@ import pytest
 
 from emolens import EmotionRecognizer
 from emolens.classify import Classifier
-from emolens.detect import create_detector
+from emolens.face.detect import create_detector
 from emolens.web import BROWSER_MAX_PIXELS, JS_DIR, WebError, export_site
 from emolens.web.site import browser_detectors, manifest
 
@@ -302,8 +302,8 @@ def test_module_pixels_are_opencvs(static_page):
     warped = cv2.warpAffine(bgr, m, (40, 40), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     cases.append({"op": "warp", "w": 30, "h": 20, "cn": 3, "m": m.tolist(), "side": 40, "src": b64(bgr),
                   "out": b64(warped)})
-    from emolens.crop import crop_face
-    from emolens.detect.base import Box
+    from emolens.face.crop import crop_face
+    from emolens.face.detect.base import Box
 
     for box, scale in (((-5, 3, 20, 14), 1.0), ((12, 8, 16, 10), 1.6), ((0, 0, 30, 20), 1.0)):
         cases.append({"op": "crop", "w": 30, "h": 20, "cn": 3, "box": box, "scale": scale,

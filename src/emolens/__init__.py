@@ -20,10 +20,10 @@ _os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", "100000000")
 
 from ._version import __version__  # noqa: E402
 from .classify import Classifier, ModelError  # noqa: E402
-from .detect import Box, create_detector  # noqa: E402
+from .face.detect import Box, create_detector  # noqa: E402
 from .imageio import ImageError, load_image  # noqa: E402
 from .recognizer import EmotionRecognizer  # noqa: E402
-from .results import Face, Faces, ImageResult  # noqa: E402
+from .results.faces import Face, Faces, ImageResult  # noqa: E402
 
 __all__ = [
     "Box",

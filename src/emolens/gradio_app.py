@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from . import EmotionRecognizer, ImageError
-from .detect import FAST_DETECTOR
-from .draw import annotate
+from .face.detect import FAST_DETECTOR
+from .results.draw import annotate
 
 MAX_EXPLAINED = 4  # faces explained per picture: each takes about 0.7 s on one core
 

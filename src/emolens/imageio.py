@@ -735,3 +735,14 @@ def no_images_message(inputs: list[str | os.PathLike]) -> str:
             return (f"no image files directly in {printable(str(p))}: its sub-folders hold some, and they are not "
                     "searched unless you add --recursive")
     return "no image files found in the given folder(s)"
+
+
+def encode_image(image: np.ndarray, ext: str, params: list[int] | None = None) -> bytes | None:
+    """``image`` encoded as ``ext`` (``".png"``, ``".jpg"`` ...), or ``None`` when OpenCV cannot (without its log
+    lines on stderr: the caller reports the failure)."""
+    with quiet_opencv():
+        try:
+            ok, buf = cv2.imencode(ext, image, params or [])
+        except cv2.error:
+            return None
+    return buf.tobytes() if ok else None

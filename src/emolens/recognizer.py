@@ -10,11 +10,11 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from .align import aligned_crop, check_mode
 from .classify import Classifier, ModelError
-from .detect import DEFAULT_DETECTOR, Detector, create_detector
-from .detect.base import Box
-from .explain import Explanation, Method, check_label, check_method, explain_faces
+from .explain.maps import Explanation, Method, check_label, check_method, explain_faces
+from .face.align import aligned_crop, check_mode
+from .face.detect import DEFAULT_DETECTOR, Detector, create_detector
+from .face.detect.base import Box
 from .imageio import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
@@ -26,8 +26,8 @@ from .imageio import (
     load_image,
 )
 from .onnxrun import DeadlineExceeded
-from .output import save_annotated
-from .results import Face, Faces, ImageResult
+from .results.faces import Face, Faces, ImageResult
+from .results.output import save_annotated
 
 DEFAULT_ALIGN = "none"
 """How faces are cut by default (``--align``); chosen by measurement on the wild val set (README, Alignment)."""
@@ -42,7 +42,7 @@ class EmotionRecognizer:
             object with ``detect(bgr) -> list[Box]``.
         align: how faces with landmarks are cut for the classifier: ``"none"`` (the square around the box),
             ``"level"`` (that square turned so the eyes are level) or ``"template"`` (landmarks moved onto
-            the model's template); see :mod:`emolens.align` and the README for the measured choice.
+            the model's template); see :mod:`emolens.face.align` and the README for the measured choice.
         crop_margin: widen each face box by this fraction per side before classifying
             (``None`` = the value stored in the model).
         threads: ONNX Runtime threads (``None`` = all cores).
@@ -130,7 +130,7 @@ class EmotionRecognizer:
             image: anything :meth:`predict` accepts.
             label: the emotion to explain (default: each face's predicted one).
             detect: as in :meth:`predict`.
-            method: ``occlusion`` (default) or ``rise`` (see :mod:`emolens.explain`), or a callable
+            method: ``occlusion`` (default) or ``rise`` (see :mod:`emolens.explain.maps`), or a callable
                 ``(crop, label) -> map`` such as :class:`emolens.training.gradcam.GradCAM`.
 
         Raises:
@@ -155,7 +155,7 @@ class EmotionRecognizer:
 
         ``max_faces``: explain only the largest this many faces; ``faces``: those already found in ``bgr``
         (by :meth:`predict_bgr`), not searched again; ``deadline`` (a :func:`time.monotonic` time): start no
-        face after it (see :func:`emolens.explain.explain_faces`)."""
+        face after it (see :func:`emolens.explain.maps.explain_faces`)."""
         check_label(self.labels, label)
         if faces is None:
             boxes = self.face_boxes(bgr, detect=detect)[:max_faces]
@@ -166,7 +166,7 @@ class EmotionRecognizer:
     def classify_boxes(self, bgr: np.ndarray, boxes: list[Box]) -> Faces:
         """Classify the given face boxes of an image (one batched model call).
 
-        Each face is cut as :attr:`align` says (:func:`emolens.align.aligned_crop`); with
+        Each face is cut as :attr:`align` says (:func:`emolens.face.align.aligned_crop`); with
         ``tta_scales`` in the model's metadata, one view per scale is classified and the
         probabilities are averaged (the views use the real image around the face).
         """
@@ -185,7 +185,7 @@ class EmotionRecognizer:
         """The crops classified for the given face boxes: per box, one square crop per ``tta_scales``
         entry of the model (box order first, then scale).
 
-        Crops are at most :data:`emolens.crop.DEFAULT_MAX_SIDE` pixels a side: a huge face box, such as
+        Crops are at most :data:`emolens.face.crop.DEFAULT_MAX_SIDE` pixels a side: a huge face box, such as
         a long thin image taken whole with ``detect=False``, costs no more memory than a 1024-px face.
         Usual faces stay a view into ``bgr`` (no copy; shrinking every crop to a few times the model's
         input first cost 0.8 ms a view, more than the classifier's own resize of the full crop)."""
@@ -211,7 +211,7 @@ class EmotionRecognizer:
         Yields one :class:`ImageResult` per file, in order, each as soon as it is done. A file that cannot
         be read yields a result with ``error`` set; the other files are still processed.
         With ``annotate_dir``, an annotated copy of each image is written there
-        (never over an existing file; see :func:`emolens.output.save_annotated`), with landmark dots
+        (never over an existing file; see :func:`emolens.results.output.save_annotated`), with landmark dots
         unless ``draw_landmarks`` is false; when it cannot be written, ``annotate_error`` says why and the
         faces are still there.
 

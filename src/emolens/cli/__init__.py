@@ -33,7 +33,7 @@ import threading
 
 from .. import __version__
 from .batch import add_batch, add_push
-from .common import CLIError, _torchrun_rank
+from .common import CLIError, torchrun_rank
 from .evaluate import add_calibrate, add_compare, add_evaluate
 from .explain import add_explain
 from .export import add_export
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         _drop_stdout()
         return _leave(1, before)
     except CLIError as e:
-        rank = _torchrun_rank()
+        rank = torchrun_rank()
         print(f"emolens: error (process {rank}): {e}" if rank else f"emolens: error: {e}", file=sys.stderr)
         return _leave(e.code, before)
     except OSError as e:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"emolens: error: cannot write {printable(str(where))} ({e.strerror or e})", file=sys.stderr)
         return _leave(1, before)
     except KeyboardInterrupt:
-        if not _torchrun_rank():  # under torchrun, one process of the run says it
+        if not torchrun_rank():  # under torchrun, one process of the run says it
             print("emolens: interrupted", file=sys.stderr)
         return _leave(130, before)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import MODEL_HELP, CLIError, _limits, _positive_int, limit_flags, trust_flag
+from .common import MODEL_HELP, CLIError, limit_flags, positive_int, recognizer_limits, trust_flag
 
 
 def add_push(sub) -> None:
@@ -43,12 +43,12 @@ def add_batch(sub) -> None:
                    help="face detector (default: centerface for pictures, centerface-fast for videos as in emolens "
                         "video)")
     p.add_argument("--address", help="a Ray cluster to attach to (default: RAY_ADDRESS, else a local Ray)")
-    p.add_argument("--actors", type=_positive_int, metavar="N", help="recognisers at once (default: CPUs / --num-cpus)")
+    p.add_argument("--actors", type=positive_int, metavar="N", help="recognisers at once (default: CPUs / --num-cpus)")
     p.add_argument("--num-cpus", type=float, default=1, help="CPUs per actor, its ONNX Runtime threads (default: 1)")
     p.add_argument("--num-gpus", type=float, default=0,
                    help="GPUs per actor (needs onnxruntime-gpu in place of onnxruntime; default: 0)")
-    p.add_argument("--batch-size", type=_positive_int, default=16, help="pictures per actor call (default: 16)")
-    p.add_argument("--shard-size", type=_positive_int, default=1000,
+    p.add_argument("--batch-size", type=positive_int, default=16, help="pictures per actor call (default: 16)")
+    p.add_argument("--shard-size", type=positive_int, default=1000,
                    help="pictures per output shard, the unit a re-run skips (default: 1000)")
     p.add_argument("--fps", type=float, default=5.0,
                    help="videos: frames recognised per second of video (default 5; 0 = every frame)")
@@ -69,7 +69,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
                             actors=args.actors, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
                             batch_size=args.batch_size, shard_size=args.shard_size, fps=args.fps,
                             window=args.window, verbose=args.verbose,
-                            log=lambda m: print(m, file=sys.stderr), limits=_limits(args))
+                            log=lambda m: print(m, file=sys.stderr), limits=recognizer_limits(args))
     except BatchError as e:
         raise CLIError(str(e)) from None
     print(f"{args.out}: {summary.line()}")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 import threading
 
-from ..align import ALIGN_MODES
-from ..detect import FAST_DETECTOR, available_detectors
+from ..face.align import ALIGN_MODES
+from ..face.detect import FAST_DETECTOR, available_detectors
 from ..onnxrun import MAX_THREADS
 
 TRAIN_EXTRA_HINT = "this command needs the training extra: pip install 'emolens[train]'"
@@ -32,12 +31,12 @@ class CLIError(Exception):
         self.code = code
 
 
-def _write_error(what: str, e: OSError) -> CLIError:
+def write_error(what: str, e: OSError) -> CLIError:
     """An output that could not be written (a full disk, a folder that went away): one line, exit code 1."""
     return CLIError(f"{what}: cannot write ({e.strerror or e})", code=1)
 
 
-def _need_training():
+def need_training():
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -45,7 +44,7 @@ def _need_training():
 
 
 @contextlib.contextmanager
-def _whole():
+def whole_output():
     """Ctrl-C waits until the block is over: a picture's rows or JSON object are printed whole or not at all."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -60,15 +59,15 @@ def _whole():
             raise KeyboardInterrupt
 
 
-def _result_writer(args: argparse.Namespace, names: list[str], labels: list[str]):
-    from ..output import JsonWriter, TableWriter
+def result_writer(args: argparse.Namespace, names: list[str], labels: list[str]):
+    from ..results.output import JsonWriter, TableWriter
 
     if args.json or args.jsonl:
         return JsonWriter(sys.stdout, lines=args.jsonl)
     return TableWriter(sys.stdout, names, labels)
 
 
-def _max_file_bytes(args: argparse.Namespace) -> int:
+def max_file_bytes(args: argparse.Namespace) -> int:
     import math
 
     mb = args.max_file_mb
@@ -77,7 +76,7 @@ def _max_file_bytes(args: argparse.Namespace) -> int:
     return max(1, int(mb * 1024 * 1024))
 
 
-def _limits(args: argparse.Namespace) -> dict:
+def recognizer_limits(args: argparse.Namespace) -> dict:
     """The recogniser's limits from the flags that set them, where the command has them: --max-pixels,
     --max-scans, --max-file-mb and --trust-model."""
     limits: dict = {"trust_model": getattr(args, "trust_model", False) or None}
@@ -85,18 +84,18 @@ def _limits(args: argparse.Namespace) -> dict:
         if hasattr(args, name):
             limits[name] = getattr(args, name)
     if hasattr(args, "max_file_mb"):
-        limits["max_file_bytes"] = _max_file_bytes(args)
+        limits["max_file_bytes"] = max_file_bytes(args)
     return limits
 
 
-def _align_of(args: argparse.Namespace) -> str:
+def align_of(args: argparse.Namespace) -> str:
     return "none" if getattr(args, "no_align", False) else args.align
 
 
 DATA_HELP = "FER2013 CSV, <split>/<class>/* folders or flat <class>/* folders"
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
     try:
         n = int(text)
     except ValueError:
@@ -106,9 +105,9 @@ def _positive_int(text: str) -> int:
     return n
 
 
-def _thread_count(text: str) -> int:
+def thread_count(text: str) -> int:
     """A number of threads: 1 ... MAX_THREADS (``--threads -3`` was taken, ``--threads 20000`` hung)."""
-    n = _positive_int(text)
+    n = positive_int(text)
     if n > MAX_THREADS:
         raise argparse.ArgumentTypeError(f"at most {MAX_THREADS} (4 a CPU core), got {n}")
     return n
@@ -152,11 +151,11 @@ def limit_flags(p: argparse.ArgumentParser, *, files: bool = True, scans: bool =
     (docs/security.md)."""
     from ..imageio import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SCANS
 
-    p.add_argument("--max-pixels", type=_positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
+    p.add_argument("--max-pixels", type=positive_int, default=DEFAULT_MAX_PIXELS, metavar="N",
                    help=f"largest image{' or video frame' if not files else ''} in pixels, checked from its header "
                         f"before decoding (default: {DEFAULT_MAX_PIXELS:,})")
     if scans:
-        p.add_argument("--max-scans", type=_positive_int, default=DEFAULT_MAX_SCANS, metavar="N",
+        p.add_argument("--max-scans", type=positive_int, default=DEFAULT_MAX_SCANS, metavar="N",
                        help=f"most scans of a JPEG, counted before decoding: each is one more pass over the image "
                             f"(default: {DEFAULT_MAX_SCANS})")
     if files:
@@ -179,13 +178,13 @@ def stream_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     trust_flag(p)
     detector_flags(p, FAST_DETECTOR)
-    p.add_argument("--threads", type=_thread_count, default=1, metavar="N",
+    p.add_argument("--threads", type=thread_count, default=1, metavar="N",
                    help=f"CPU threads for the model (default: 1, the fastest for one frame at a time; at most "
                         f"{MAX_THREADS})")
     limit_flags(p, files=False, scans=False)
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
-    p.add_argument("--detect-every", type=_positive_int, default=5, metavar="K",
+    p.add_argument("--detect-every", type=positive_int, default=5, metavar="K",
                    help="full face search at least every K frames of the video (with --every N: every "
                         "max(1, K // N) recognised frames), faces followed in between (default: 5)")
     p.add_argument("--smooth", type=float, default=0.25, metavar="SECONDS",
@@ -194,9 +193,8 @@ def stream_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-bars", action="store_true", help="no per-emotion confidence bars beside the faces")
 
 
-def _torchrun_rank() -> int | None:
-    """This process's rank when torchrun started it among several (``WORLD_SIZE`` > 1), else None."""
-    try:
-        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
-    except ValueError:
-        return None
+def torchrun_rank() -> int | None:
+    """This process's rank when torchrun started it among several, else None (no torch loaded)."""
+    from .. import training
+
+    return training.torchrun_rank()

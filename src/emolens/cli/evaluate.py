@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from ..detect import DEFAULT_DETECTOR
-from .common import MODEL_ARG_HELP, TRAIN_EXTRA_HINT, CLIError, _align_of, _write_error, detector_flags
+from ..face.detect import DEFAULT_DETECTOR
+from .common import MODEL_ARG_HELP, TRAIN_EXTRA_HINT, CLIError, align_of, detector_flags, write_error
 
 
 def add_evaluate(sub) -> None:
@@ -35,19 +35,10 @@ def add_evaluate(sub) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
-        from ..evaluation.metrics import evaluate_model, resolve_model
-        from ..evaluation.report import existing_outputs, format_report, write_report
+        from ..evaluation.report import ReportWriteError, evaluate, format_report
     except ImportError:
         raise CLIError(TRAIN_EXTRA_HINT) from None
     from ..classify import ModelError
-
-    try:
-        _, run = resolve_model(args.model)
-    except (FileNotFoundError, ModelError) as e:
-        raise CLIError(str(e)) from None
-    out = Path(args.out) if args.out else (run / f"eval-{args.split}" if run is not None else None)
-    if out is not None and existing_outputs(out) and not args.force:  # fail before the slow part
-        raise CLIError(f"{out} already holds a report; pass --force to replace it, or give another --out")
     from ..progress import Progress
 
     bar: Progress | None = None
@@ -63,25 +54,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             bar.clear()
         print(message, file=sys.stderr)
 
+    failure: ReportWriteError | None = None
     try:
-        ev = evaluate_model(args.model, args.data, args.split, limit_per_class=args.limit_per_class,
-                            log=log, detect=args.detect, detector=args.detector,
-                            align=_align_of(args), skip_unknown=args.skip_unknown, progress=progress,
-                            votes=args.votes)
-    except (ModelError, ValueError, FileNotFoundError) as e:
+        ev = evaluate(args.model, args.data, args.split, out=args.out or "auto", force=args.force,
+                      limit_per_class=args.limit_per_class, log=log, detect=args.detect, detector=args.detector,
+                      align=align_of(args), skip_unknown=args.skip_unknown, progress=progress, votes=args.votes)
+    except ReportWriteError as e:  # the report is printed, the folder holds no part of it
+        ev, failure = e.evaluation, e
+    except (ModelError, ValueError, FileNotFoundError, FileExistsError) as e:
         raise CLIError(str(e)) from None
     finally:
         if bar is not None:
             bar.close()
     print(format_report(ev.report))
-    if out is not None:
-        try:
-            files = write_report(ev, out, force=args.force)
-        except FileExistsError as e:
-            raise CLIError(str(e)) from None
-        except OSError as e:  # a full disk: no part of the report is left (it would block the next evaluate)
-            raise _write_error(f"--out {out}", e) from None
-        print(f"\nwrote {', '.join(str(f) for f in files)}", file=sys.stderr)
+    if failure is not None:
+        raise CLIError(str(failure), code=1)
+    if ev.written:
+        print(f"\nwrote {', '.join(str(f) for f in ev.written)}", file=sys.stderr)
     return 0
 
 
@@ -124,32 +113,20 @@ def add_calibrate(sub) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     try:
-        from ..evaluation.calibration import calibrate_model
-        from ..evaluation.metrics import resolve_model
+        from ..evaluation.calibration import calibrate_model, calibrated_path
     except ImportError:
         raise CLIError(TRAIN_EXTRA_HINT) from None
-    from ..classify import BUNDLED_MODELS, ModelError, default_model_path
-    from ..hub import is_hub
+    from ..classify import ModelError
 
+    out = None
     try:
-        onnx_path, _ = resolve_model(args.model)
-    except (FileNotFoundError, ModelError) as e:
-        raise CLIError(str(e)) from None
-    src = onnx_path or default_model_path()
-    # a bundled or Hub model's copy goes here, not into the package or the Hugging Face cache
-    bundled = onnx_path is None or str(args.model) in BUNDLED_MODELS or is_hub(args.model)
-    out = Path(args.out) if args.out else Path(src.name if bundled else src).with_suffix(".calibrated.onnx")
-    if out.exists() and not args.force:
-        raise CLIError(f"{out} already exists; pass --force to replace it, or give another --out")
-    if out.resolve() == src.resolve():
-        raise CLIError(f"--out {out} is the model itself; write the calibrated copy elsewhere")
-    try:
+        out = Path(args.out) if args.out else calibrated_path(args.model)
         r = calibrate_model(args.model, args.data, args.split, out=out, limit_per_class=args.limit_per_class,
                             class_bias=args.class_bias, log=lambda m: print(m, file=sys.stderr), replace=args.force)
     except (ModelError, ValueError, FileNotFoundError, FileExistsError) as e:
         raise CLIError(str(e)) from None
     except OSError as e:
-        raise _write_error(f"--out {out}", e) from None
+        raise write_error(f"--out {out}", e) from None
     bias = r["logit_bias"]
     print(f"temperature {r['temperature_before']:.3g} -> {r['temperature']:.4f}, fitted on {r['n']} {args.split} "
           f"images\n"

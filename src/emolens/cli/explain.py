@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from ..detect import DEFAULT_DETECTOR
+from ..face.detect import DEFAULT_DETECTOR
 from ..onnxrun import MAX_THREADS
 from .common import (
     MODEL_HELP,
     CLIError,
-    _align_of,
-    _limits,
-    _need_training,
-    _positive_int,
-    _thread_count,
-    _whole,
-    _write_error,
+    align_of,
     detector_flags,
     limit_flags,
+    need_training,
     output_flags,
+    positive_int,
+    recognizer_limits,
     recursive_flag,
+    thread_count,
     trust_flag,
+    whole_output,
 )
 
 
@@ -40,11 +38,11 @@ def add_explain(sub) -> None:
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     detector_flags(p, DEFAULT_DETECTOR)
-    p.add_argument("--threads", type=_thread_count, metavar="N",
+    p.add_argument("--threads", type=thread_count, metavar="N",
                    help=f"CPU threads for the model (default: all; at most {MAX_THREADS})")
     p.add_argument("--no-tta", action="store_true",
                    help="one view per face instead of the model's test-time views (faster, less accurate)")
-    p.add_argument("--max-faces", type=_positive_int, metavar="N",
+    p.add_argument("--max-faces", type=positive_int, metavar="N",
                    help="explain only the N largest faces of a picture (default: every face; a map takes about "
                         "0.7 s a face on one core)")
     output_flags(p)
@@ -56,17 +54,18 @@ def add_explain(sub) -> None:
 
 def cmd_explain(args: argparse.Namespace) -> int:
     from ..classify import ModelError
-    from ..imageio import describe, expand_inputs, no_images_message, printable
-    from ..output import JsonWriter
+    from ..explain import ExplainError, ExplainWriteError, explain_files
+    from ..imageio import printable
     from ..progress import Progress
     from ..recognizer import EmotionRecognizer
+    from ..results.output import JsonWriter
 
     try:
         rec = EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta,
-                                align=_align_of(args), **_limits(args))
+                                align=align_of(args), **recognizer_limits(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
-    if args.label is not None and args.label not in rec.labels:
+    if args.label is not None and args.label not in rec.labels:  # before the checkpoint is loaded
         raise CLIError(f"--label {printable(args.label)}: not one of this model's labels "
                        f"({', '.join(map(printable, rec.labels))})")
     method = args.method
@@ -75,60 +74,49 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if method == "gradcam":
         if not args.checkpoint:
             raise CLIError("--method gradcam needs --checkpoint RUN/best.pt (the PyTorch checkpoint of --model)")
-        _need_training()
+        need_training()
         from ..training.gradcam import GradCAM
 
         try:
-            method = GradCAM.from_checkpoint(args.checkpoint, tta_hflip=rec.classifier.meta.tta_hflip)
+            method = GradCAM.for_model(args.checkpoint, rec.classifier)
         except (ValueError, FileNotFoundError) as e:
             raise CLIError(str(e)) from None
-        try:
-            method.check_matches(rec.classifier)
-        except ValueError as e:
-            raise CLIError(f"--checkpoint {args.checkpoint}: {e}; give the checkpoint --model was exported "
-                           "from") from None
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {out}: exists and is not a folder")
-    paths = expand_inputs(args.inputs, recursive=args.recursive)
-    if not paths:
-        raise CLIError(no_images_message(args.inputs))
-    stems: dict[str, Path] = {}
-    for path in paths:  # output names come from the file name: two inputs must not share one
-        other = stems.setdefault(path.stem, path)
-        if other != path:
-            raise CLIError(f"{describe(other)} and {describe(path)} have the same file name and would write the "
-                           "same files; explain them apart (another --out)")
-    json_out = args.json or args.jsonl
-    writer = JsonWriter(sys.stdout, lines=args.jsonl) if json_out else None
-    bar = Progress(len(paths), unit="picture", rate_unit="pictures/s", terminal_only=True,
-                   enabled=not args.quiet and len(paths) > 1)
+    try:
+        job = explain_files(rec, args.inputs, args.out, label=args.label, method=method, detect=not args.no_detect,
+                            max_faces=args.max_faces, force=args.force, recursive=args.recursive)
+    except ExplainError as e:
+        raise CLIError(str(e)) from None
+    writer = JsonWriter(sys.stdout, lines=args.jsonl) if args.json or args.jsonl else None
+    bar = Progress(len(job), unit="picture", rate_unit="pictures/s", terminal_only=True,
+                   enabled=not args.quiet and len(job) > 1)
     failed = done = 0
     try:
-        for path in paths:
+        for path in job.paths:
             bar.update(done)
-            name = describe(path)
-            item, error = _explain_one(rec, path, out, args, method)
+            try:
+                picture = job.explain_one(path)
+            except ExplainWriteError as e:
+                raise CLIError(str(e), code=1) from None
             bar.clear()
-            if error:
-                print(f"emolens: error: {error}", file=sys.stderr)
+            if picture.error:
+                print(f"emolens: error: {picture.error}", file=sys.stderr)
                 failed += 1
-            elif not item["faces"]:
-                print(f"{name}: no face found", file=sys.stderr)
-            with _whole():
+            elif not picture.faces:
+                print(f"{picture.file}: no face found", file=sys.stderr)
+            with whole_output():
                 if writer is not None:
-                    writer.write(item)
+                    writer.write(picture.to_dict())
                 else:
-                    for i, face in enumerate(item["faces"], 1):
+                    for i, face in enumerate(picture.faces, 1):
                         ex = face["explanation"]
-                        print(f"{name} face {i}: {printable(face['label'])} {face['score']:.0%}, map of "
+                        print(f"{picture.file} face {i}: {printable(face['label'])} {face['score']:.0%}, map of "
                               f"{printable(ex['label'])} ({ex['method']}) -> {ex['panel']}", flush=True)
                 done += 1
     except KeyboardInterrupt:
         bar.clear()
         if writer is not None:
             writer.close()
-        print(f"emolens: interrupted after {done} of {len(paths)} pictures; their files are written",
+        print(f"emolens: interrupted after {done} of {len(job)} pictures; their files are written",
               file=sys.stderr)
         return 130
     if bar.n:
@@ -137,35 +125,3 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if writer is not None:
         writer.close()
     return 1 if failed else 0
-
-
-def _explain_one(rec, path: Path, out: Path, args: argparse.Namespace, method) -> tuple[dict, str | None]:
-    """Explain one picture and write its files: (its JSON object, the error that stopped it or ``None``)."""
-    from ..explain import output_files, write_files
-    from ..imageio import ImageError, describe
-
-    name = describe(path)
-    item: dict = {"file": name, "faces": []}
-    try:
-        bgr = rec.load(path)
-    except ImageError as e:
-        item["error"] = str(e)
-        return item, str(e)
-    explanations = rec.explain_bgr(bgr, label=args.label, detect=not args.no_detect, method=method,
-                                   max_faces=args.max_faces)
-    planned = output_files(explanations, path, out)
-    try:
-        write_files(planned, force=args.force)  # this picture's files: all or none
-    except FileExistsError as e:
-        item["error"] = f"{name}: {e}"
-        return item, item["error"]
-    except OSError as e:
-        raise _write_error(f"--out {out}", e) from None
-    for i, ex in enumerate(explanations):
-        crop, overlay, panel = (describe(p) for p, _ in planned[3 * i : 3 * i + 3])
-        face = ex.face.to_dict()
-        face["explanation"] = {"label": ex.label, "method": ex.method, "crop": crop, "overlay": overlay,
-                               "panel": panel}
-        item["faces"].append(face)
-    return item, None
-

@@ -7,21 +7,21 @@ import os
 import sys
 from pathlib import Path
 
-from ..detect import DEFAULT_DETECTOR, FAST_DETECTOR
+from ..face.detect import DEFAULT_DETECTOR, FAST_DETECTOR
 from ..onnxrun import MAX_THREADS
 from .common import (
     MODEL_HELP,
     CLIError,
-    _align_of,
-    _limits,
-    _result_writer,
-    _thread_count,
-    _whole,
+    align_of,
     detector_flags,
     limit_flags,
     output_flags,
+    recognizer_limits,
     recursive_flag,
+    result_writer,
+    thread_count,
     trust_flag,
+    whole_output,
 )
 
 
@@ -35,10 +35,10 @@ def add_predict(sub) -> None:
     p.add_argument("--no-detect", action="store_true", help="each image is one already-cropped face")
     p.add_argument("--model", metavar="PATH", help=MODEL_HELP)
     detector_flags(p, DEFAULT_DETECTOR)
-    p.add_argument("--threads", type=_thread_count, metavar="N",
+    p.add_argument("--threads", type=thread_count, metavar="N",
                    help="CPU threads per model call (default: 1 per worker; all cores with --workers 1; at most "
                         f"{MAX_THREADS})")
-    p.add_argument("--workers", type=_thread_count, metavar="N",
+    p.add_argument("--workers", type=thread_count, metavar="N",
                    help=f"pictures worked on at once (default: one per CPU core; 1 with --threads; at most "
                         f"{MAX_THREADS})")
     p.add_argument("--no-tta", action="store_true",
@@ -64,7 +64,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     threads = args.threads or (1 if workers > 1 else None)
     try:
         rec = EmotionRecognizer(args.model, detector=args.detector, threads=threads, tta=not args.no_tta,
-                                align=_align_of(args), **_limits(args))
+                                align=align_of(args), **recognizer_limits(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
     annotate_dir = args.annotate
@@ -75,7 +75,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise CLIError(f"--annotate {annotate_dir}: exists and is not a folder") from None
         except OSError as e:
             raise CLIError(f"--annotate {annotate_dir}: cannot create the folder ({e.strerror or e})") from None
-    writer = _result_writer(args, [describe(f) for f in files], rec.labels)
+    writer = result_writer(args, [describe(f) for f in files], rec.labels)
     bar = Progress(len(files), unit="picture", rate_unit="pictures/s", terminal_only=True,
                    enabled=not args.quiet and len(files) > 1)
     failed = done = 0
@@ -83,7 +83,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for r in rec.predict_files(files, detect=not args.no_detect, annotate_dir=annotate_dir, workers=workers,
                                    draw_landmarks=not args.no_landmarks):
             bar.clear()
-            with _whole():
+            with whole_output():
                 writer.write(r)  # printed (and flushed) as soon as it is done: an interrupted run keeps it
                 done += 1
             for problem in (r.error, r.annotate_error):
@@ -112,7 +112,7 @@ def add_detectors(sub) -> None:
 
 
 def cmd_detectors(args: argparse.Namespace) -> int:
-    from ..detect import DEFAULT_DETECTOR, describe_detectors
+    from ..face.detect import DEFAULT_DETECTOR, describe_detectors
 
     infos = describe_detectors()
     width = max(len(i.name) for i in infos)

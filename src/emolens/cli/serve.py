@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from pathlib import Path
 
-from ..detect import DEFAULT_DETECTOR, FAST_DETECTOR
+from ..face.detect import DEFAULT_DETECTOR, FAST_DETECTOR
 from ..onnxrun import MAX_THREADS
-from .common import MODEL_HELP, SERVE_EXTRA_HINT, CLIError, _positive_int, _thread_count, trust_flag
+from .common import MODEL_HELP, SERVE_EXTRA_HINT, CLIError, positive_int, thread_count, trust_flag
 
 
 def add_gradio(sub) -> None:
@@ -19,7 +16,7 @@ def add_gradio(sub) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, help="TCP port (default: the first free one from 7860)")
     p.add_argument("--share", action="store_true", help="also a public gradio.live link (needs the internet)")
-    p.add_argument("--threads", type=_thread_count, metavar="N",
+    p.add_argument("--threads", type=thread_count, metavar="N",
                    help=f"CPU threads for the model (default: all cores; at most {MAX_THREADS})")
     trust_flag(p)
     p.set_defaults(func=cmd_gradio)
@@ -52,27 +49,27 @@ def add_serve(sub) -> None:
                    help=f"face detector of requests without ?detector= (default: {DEFAULT_DETECTOR}; every "
                         f"detector is loaded; the web page's live mode asks for {FAST_DETECTOR})")
     trust_flag(p)
-    p.add_argument("--threads", type=_thread_count, metavar="N",
+    p.add_argument("--threads", type=thread_count, metavar="N",
                    help=f"ONNX Runtime threads per inference (default: 1; at most {MAX_THREADS})")
-    p.add_argument("--concurrency", type=_thread_count, default=None, metavar="N",
+    p.add_argument("--concurrency", type=thread_count, default=None, metavar="N",
                    help=f"images recognised at the same time (default: CPU cores, at most 4; at most {MAX_THREADS})")
     p.add_argument("--max-upload-mb", type=float, default=10.0, metavar="MB", help="largest request body (default: 10)")
-    p.add_argument("--max-pixels", type=_positive_int, default=40_000_000,
+    p.add_argument("--max-pixels", type=positive_int, default=40_000_000,
                    help="largest image in pixels, checked before decoding (default: 40,000,000)")
-    p.add_argument("--max-scans", type=_positive_int, default=DEFAULT_MAX_SCANS, metavar="N",
+    p.add_argument("--max-scans", type=positive_int, default=DEFAULT_MAX_SCANS, metavar="N",
                    help=f"most scans of a JPEG, counted before decoding (default: {DEFAULT_MAX_SCANS})")
-    p.add_argument("--max-batch", type=_positive_int, default=16, help="most images per batch request (default: 16)")
-    p.add_argument("--max-faces", type=_positive_int, default=100, metavar="N",
+    p.add_argument("--max-batch", type=positive_int, default=16, help="most images per batch request (default: 16)")
+    p.add_argument("--max-faces", type=positive_int, default=100, metavar="N",
                    help="most faces classified in one image, the largest (default: 100)")
-    p.add_argument("--max-explain-faces", type=_positive_int, default=8, metavar="N",
+    p.add_argument("--max-explain-faces", type=positive_int, default=8, metavar="N",
                    help="most faces explained in one image with ?explain=true, the largest (default: 8; a map "
                         "takes about 0.7 s a face on one core)")
-    p.add_argument("--explain-concurrency", type=_positive_int, metavar="N",
+    p.add_argument("--explain-concurrency", type=positive_int, metavar="N",
                    help="explanation requests at a time, more get 429 (default: --concurrency - 1, at least 1, "
                         "so that ordinary requests always find a slot)")
     p.add_argument("--explain-timeout", type=float, default=20.0, metavar="SECONDS",
                    help="no face of an image is explained after this (default: 20)")
-    p.add_argument("--max-queue", type=_positive_int, default=32, metavar="N",
+    p.add_argument("--max-queue", type=positive_int, default=32, metavar="N",
                    help="images waiting for a slot; more get 503 with a Retry-After (default: 32)")
     p.add_argument("--queue-timeout", type=float, default=30.0, metavar="SECONDS",
                    help="longest wait for a slot before 503 with a Retry-After (default: 30)")
@@ -88,85 +85,40 @@ def add_serve(sub) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import ipaddress
     import math
 
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
-        from ..server import ServeConfig, create_app
-        from ..server.app import API_KEY_ENV
+        from ..server import ServeConfig
+        from ..server.run import read_api_key, serve
     except ImportError:
         raise CLIError(SERVE_EXTRA_HINT) from None
     from ..classify import ModelError
 
-    api_key = os.environ.get(API_KEY_ENV) or None
-    if args.api_key_file:
-        try:
-            api_key = Path(args.api_key_file).read_text().strip()
-        except OSError as e:
-            raise CLIError(f"--api-key-file {args.api_key_file}: cannot read ({e.strerror or e})") from None
-        if not api_key:
-            raise CLIError(f"--api-key-file {args.api_key_file}: the file is empty")
-    if not 0 <= args.port <= 65535:
-        raise CLIError(f"--port must be 0..65535, not {args.port}")
-    if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb * 1024 * 1024 >= 1):
-        raise CLIError(f"--max-upload-mb must be a positive number of MB, not {args.max_upload_mb:g}")
-    for name in ("explain_timeout", "queue_timeout", "request_timeout", "body_timeout"):
-        if not (math.isfinite(getattr(args, name)) and getattr(args, name) > 0):
-            raise CLIError(f"--{name.replace('_', '-')} must be a positive number of seconds")
-    config = ServeConfig(model=args.model, detector=args.detector, threads=args.threads,
-                         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
-                         max_pixels=args.max_pixels, max_batch=args.max_batch, max_faces=args.max_faces,
-                         max_explain_faces=args.max_explain_faces, explain_concurrency=args.explain_concurrency,
-                         explain_timeout=args.explain_timeout, max_queue=args.max_queue,
-                         queue_timeout=args.queue_timeout, request_timeout=args.request_timeout,
-                         body_timeout=args.body_timeout, max_scans=args.max_scans,
-                         trust_model=args.trust_model or None, api_key=api_key)
-    if args.concurrency:
-        config.concurrency = args.concurrency
-    sock = _listening_socket(args.host, args.port)  # a clear error before loading the model
     try:
-        app = create_app(config)
-    except (ModelError, ValueError, FileNotFoundError) as e:
-        sock.close()
+        api_key = read_api_key(args.api_key_file)
+        if not (math.isfinite(args.max_upload_mb) and args.max_upload_mb * 1024 * 1024 >= 1):
+            raise CLIError(f"--max-upload-mb must be a positive number of MB, not {args.max_upload_mb:g}")
+        config = ServeConfig(model=args.model, detector=args.detector, threads=args.threads,
+                             max_upload_bytes=int(args.max_upload_mb * 1024 * 1024),
+                             max_pixels=args.max_pixels, max_batch=args.max_batch, max_faces=args.max_faces,
+                             max_explain_faces=args.max_explain_faces, explain_concurrency=args.explain_concurrency,
+                             explain_timeout=args.explain_timeout, max_queue=args.max_queue,
+                             queue_timeout=args.queue_timeout, request_timeout=args.request_timeout,
+                             body_timeout=args.body_timeout, max_scans=args.max_scans,
+                             trust_model=args.trust_model or None, api_key=api_key)
+        if args.concurrency:
+            config.concurrency = args.concurrency
+        serve(config, host=args.host, port=args.port, log_level=args.log_level, access_log=args.access_log)
+    except (ModelError, ValueError, FileNotFoundError) as e:  # ServeError is a ValueError
         raise CLIError(str(e)) from None
-    svc = app.state.service
-    address, port = sock.getsockname()[:2]  # the port bound: --port 0 asks the system for a free one
-    where = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{port}"
-    print(f"emolens: serving {svc.model_id} on {where}  (web page {where}/, API docs {where}/docs"
-          f"{', API key required' if api_key else ''})", file=sys.stderr, flush=True)
-    if not api_key and not ipaddress.ip_address(address.split("%")[0]).is_loopback:
-        print(f"emolens: warning: listening on {args.host} without an API key: anyone who can reach this machine "
-              f"on the network can call the API; set {API_KEY_ENV} or --api-key-file, or serve on 127.0.0.1",
-              file=sys.stderr, flush=True)
-    import logging
-
-    from ..onnxrun import stop_all
-    from ..server.app import json_error_protocol
-
-    server_log = logging.getLogger("emolens.server")  # its lines beside uvicorn's, in the same form
-    if not server_log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
-        server_log.addHandler(handler)
-        server_log.setLevel(args.log_level.upper())
-        server_log.propagate = False
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: object) -> None:  # SIGTERM, Ctrl-C: the work in flight stops now
-            stop_all()
-            super().handle_exit(sig, frame)
-
-    server = Server(uvicorn.Config(app, log_level=args.log_level, access_log=args.access_log, server_header=False,
-                                   http=json_error_protocol(), timeout_graceful_shutdown=5))
-    server.run(sockets=[sock])
     return 0
 
 
 def add_web(sub) -> None:
     """`emolens web export` and its options."""
-    from ..detect import DEFAULT_DETECTOR
+    from ..face.detect import DEFAULT_DETECTOR
 
     p = sub.add_parser("web", help="emolens in the browser: a static site that runs the models in the page")
     verbs = p.add_subparsers(dest="web_command", metavar="VERB")
@@ -198,23 +150,3 @@ def cmd_web_export(args: argparse.Namespace) -> int:
           f"{models:.1f} MB, onnxruntime-web {runtime:.1f} MB); it fetches nothing from another origin\n"
           f"try it: python -m http.server -d {args.folder}  (then open http://127.0.0.1:8000/)")
     return 0
-
-
-def _listening_socket(host: str, port: int):
-    """A TCP socket bound to ``host``:``port`` for uvicorn to listen on (CLIError when it cannot be bound)."""
-    import socket
-
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-    except OSError as e:
-        raise CLIError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)  # connections wait in the backlog from now on, not refused until uvicorn starts
-    except OSError as e:
-        sock.close()
-        raise CLIError(f"cannot listen on {host}:{port} ({e.strerror or e})") from None
-    return sock
-

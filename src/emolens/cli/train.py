@@ -3,53 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-from .common import DATA_HELP, TRAIN_EXTRA_HINT, CLIError, _need_training, _positive_int, _thread_count, _torchrun_rank
-
-
-def _augment_options(pairs: list[str], current: object) -> dict:
-    """``--augment KEY=VALUE`` flags over the config's augment block (validated against AugmentConfig)."""
-    import dataclasses
-
-    from ..training.augment import AugmentConfig
-
-    fields = {f.name: f.type for f in dataclasses.fields(AugmentConfig)}
-    aug = dict(current) if isinstance(current, dict) else {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or key not in fields:
-            raise CLIError(f"--augment {pair}: expected KEY=VALUE with KEY one of {', '.join(fields)}")
-        value = value.strip().lower()
-        if fields[key] in (bool, "bool"):
-            if value not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
-                raise CLIError(f"--augment {pair}: {key} is on or off (true/false)")
-            aug[key] = value in ("true", "1", "yes", "on")
-        else:
-            try:
-                aug[key] = float(value)
-            except ValueError:
-                raise CLIError(f"--augment {pair}: {key} takes a number") from None
-            if aug[key] < 0 or (key in AugmentConfig.PROBABILITIES and aug[key] > 1):
-                raise CLIError(f"--augment {pair}: {key} must be " + (
-                    "a probability in [0, 1]" if key in AugmentConfig.PROBABILITIES else ">= 0"))
-    return aug
-
-
-def _run_config(out: Path) -> dict:
-    """The config.json of an existing run folder (the base of ``--resume``)."""
-    try:
-        base = json.loads((out / "config.json").read_text())
-    except (OSError, ValueError) as e:
-        raise CLIError(f"--resume: cannot read {out / 'config.json'} ({e})") from None
-    if not isinstance(base, dict):
-        raise CLIError(f"--resume: {out / 'config.json'} is not an emolens run config")
-    from ..training.loop import upgrade_config
-
-    return upgrade_config(base)
+from .common import DATA_HELP, TRAIN_EXTRA_HINT, CLIError, need_training, positive_int, thread_count, torchrun_rank
 
 
 def add_train(sub) -> None:
@@ -64,7 +20,7 @@ def add_train(sub) -> None:
     p.add_argument("--batch-size", type=int, help="default 128; with --init 32")
     p.add_argument("--lr", type=float, help="peak learning rate (default 2e-3; with --init 3e-4)")
     p.add_argument("--seed", type=int)
-    p.add_argument("--threads", type=_thread_count, metavar="N")
+    p.add_argument("--threads", type=thread_count, metavar="N")
     p.add_argument("--precision", choices=["auto", "bf16", "fp16", "fp32"],
                    help="autocast precision (default auto: bf16 on a GPU or CPU that has it, else fp32 on the CPU "
                         "and fp16 with loss scaling on a GPU; fp16 needs a GPU)")
@@ -118,7 +74,7 @@ def add_train(sub) -> None:
     p.add_argument("--init", metavar="SOURCE",
                    help="start from this model's weights with a fresh schedule: default, fast, an emolens "
                         ".onnx, a run folder or a .pt; other labels than its own get a new classifier")
-    p.add_argument("--nproc", type=_positive_int, metavar="N",
+    p.add_argument("--nproc", type=positive_int, metavar="N",
                    help="train on N processes of this machine as one run (DDP through torchrun: gloo on the CPU, nccl "
                         "with one GPU each); --batch-size stays the batch of all N together. Several machines: "
                         "torchrun ... -m emolens train (README: Scaling out)")
@@ -129,29 +85,11 @@ def add_train(sub) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    _need_training()
-    from ..training.loop import TrainConfig, train
+    need_training()
+    from ..training.ddp import DistributedError
+    from ..training.options import train_from_options
 
-    base: dict = {}
-    if args.config:
-        try:
-            text = Path(args.config).read_text()
-            if Path(args.config).suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                base = yaml.safe_load(text) or {}
-            else:
-                base = json.loads(text)
-        except (OSError, ValueError) as e:  # yaml.YAMLError is not a ValueError: caught below
-            raise CLIError(f"--config {args.config}: cannot read ({e})") from None
-        except Exception as e:
-            raise CLIError(f"--config {args.config}: not valid YAML ({str(e).splitlines()[0]})") from None
-        if not isinstance(base, dict):
-            raise CLIError(f"--config {args.config}: must hold a mapping of option names to values")
-    run_out = Path(args.out or base.get("out") or "runs/emolens")
-    if args.resume and (run_out / "config.json").is_file():  # continue the run as configured; flags still override
-        base = {**_run_config(run_out), **{k: v for k, v in base.items() if k != "out"}}
-    overrides = {k: v for k, v in {
+    options = {
         "data": args.data, "out": args.out, "model": args.model, "epochs": args.epochs,
         "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "threads": args.threads,
         "limit_per_class": args.limit_per_class, "precision": args.precision,
@@ -163,57 +101,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         "patience": args.patience, "select": args.select, "weights": args.weights, "freeze": args.freeze,
         "unfreeze_last": args.unfreeze_last, "device": args.device, "teacher": args.teacher,
         "distill": args.distill, "distill_temperature": args.distill_temperature,
-    }.items() if v is not None}
-    if args.no_augment:
-        import dataclasses
-
-        from ..training.augment import AugmentConfig
-
-        base["augment"] = dataclasses.asdict(AugmentConfig.off())
-    if args.augment:
-        base["augment"] = _augment_options(args.augment, base.get("augment"))
-    base.update(overrides)
-    if "data" not in base:
-        raise CLIError(f"give the dataset with --data PATH ({DATA_HELP})"
-                       + (f"; {run_out} holds no run config.json to resume" if args.resume else ""))
-    if args.dist_timeout is not None and not args.dist_timeout > 0:
-        raise CLIError(f"--dist-timeout must be a positive number of seconds, not {args.dist_timeout:g}")
-    from ..training.ddp import DistributedError
-
+    }
     try:
-        cfg = TrainConfig.from_dict(base)
-        if args.nproc and args.nproc > 1 and _torchrun_rank() is None:
-            return _launch_train(cfg, args)
-        run = train(cfg, resume=args.resume, timeout=args.dist_timeout)
-    except (TypeError, ValueError, FileNotFoundError, FileExistsError, DistributedError) as e:
+        run = train_from_options(args.config, resume=args.resume, nproc=args.nproc, timeout=args.dist_timeout,
+                                 no_augment=args.no_augment, augment=args.augment, **options)
+    except (TypeError, ValueError, FileNotFoundError, FileExistsError, DistributedError) as e:  # ValueError:
+        # TrainOptionsError among others
         raise CLIError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    if not _torchrun_rank():  # under torchrun, one process says where the run is
+    if isinstance(run, int):  # --nproc N: the processes' exit status
+        return run
+    if not torchrun_rank():  # under torchrun, one process says where the run is
         print(f"run folder: {run}\nmodel: {run / 'model.onnx'}")
     return 0
-
-
-def _launch_train(cfg, args: argparse.Namespace) -> int:
-    """``--nproc N``: check what can be checked here (so bad input is one line, before N processes start), then
-    run the same training in N processes (training/launch.py)."""
-    from ..training.launch import launch
-    from ..training.loop import resolve_device
-
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"{out} is a file, not a run folder: pick another --out")
-    if out.is_dir() and any(out.iterdir()) and not args.resume:
-        raise CLIError(f"{out} already holds a run: pick another --out, or pass --resume to continue it")
-    if cfg.batch_size % args.nproc:
-        raise CLIError(f"batch_size {cfg.batch_size} is the batch of all {args.nproc} processes together and must "
-                       f"split evenly between them: give a multiple of {args.nproc}")
-    device = resolve_device(cfg.device)
-    if device.type == "cuda":
-        import torch
-
-        if torch.cuda.device_count() < args.nproc:
-            raise CLIError(f"--nproc {args.nproc} on cuda needs a GPU each, and torch sees "
-                           f"{torch.cuda.device_count()}; use --nproc {torch.cuda.device_count()} or --device cpu")
-    return launch(cfg, args.nproc, resume=args.resume, timeout=args.dist_timeout)
 
 
 def add_models(sub) -> None:

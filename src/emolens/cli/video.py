@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import CLIError, _align_of, _limits, _positive_int, stream_flags
+from .common import CLIError, align_of, positive_int, recognizer_limits, stream_flags
 
 
 def _stream_recognizer(args: argparse.Namespace):
@@ -14,7 +14,7 @@ def _stream_recognizer(args: argparse.Namespace):
 
     try:
         return EmotionRecognizer(args.model, detector=args.detector, threads=args.threads, tta=not args.no_tta,
-                                 align=_align_of(args), **_limits(args))
+                                 align=align_of(args), **recognizer_limits(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
 
@@ -34,7 +34,7 @@ def add_video(sub) -> None:
     p.add_argument("--out", metavar="VIDEO", help="annotated video (.mp4, .avi, .mkv, .mov, .m4v)")
     p.add_argument("--csv", metavar="FILE", help="one row per face per recognised frame")
     p.add_argument("--plot", metavar="IMAGE", help="PNG of each face's emotions over time")
-    p.add_argument("--every", type=_positive_int, default=1, metavar="N", help="recognise every N-th frame")
+    p.add_argument("--every", type=positive_int, default=1, metavar="N", help="recognise every N-th frame")
     p.add_argument("--force", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     stream_flags(p)

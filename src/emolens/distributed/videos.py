@@ -98,7 +98,7 @@ class RecogniseVideo:
     def __init__(self, model: str | None, detector: str | None, threads: int, fps: float,
                  limits: dict | None = None) -> None:
         from .. import EmotionRecognizer
-        from ..detect import FAST_DETECTOR
+        from ..face.detect import FAST_DETECTOR
 
         self.rec = EmotionRecognizer(model, detector=detector or FAST_DETECTOR, threads=threads, **(limits or {}))
         self.labels = self.rec.labels

@@ -30,7 +30,7 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 
 from ..classify import softmax_views
-from ..detect.base import Box
+from ..face.detect.base import Box
 from ..recognizer import EmotionRecognizer
 from ..safefile import write_bytes
 from .metrics import ECE_BINS, calibration, classification_metrics, headline_metrics, load_faces, resolve_model
@@ -98,6 +98,18 @@ def cross_fitted_ece(z: np.ndarray, y: np.ndarray, *, folds: int = 2, seed: int 
     return calibration(probs, y, n_bins)["ece"]
 
 
+def calibrated_path(model: str | os.PathLike | None) -> Path:
+    """Where ``emolens calibrate`` writes a model's calibrated copy by default: ``<model>.calibrated.onnx`` beside
+    the model, or in the current folder for a bundled or Hub model (not into the package or the Hub's cache)."""
+    from ..classify import BUNDLED_MODELS, default_model_path
+    from ..hub import is_hub
+
+    onnx_path, _ = resolve_model(model)
+    src = onnx_path or default_model_path()
+    bundled = onnx_path is None or str(model) in BUNDLED_MODELS or is_hub(model)
+    return Path(src.name if bundled else src).with_suffix(".calibrated.onnx")
+
+
 def calibrate_model(
     model: str | os.PathLike | None,
     data: str | os.PathLike,
@@ -117,10 +129,19 @@ def calibrate_model(
 
     Returns the temperature (and ``logit_bias``: the biases, or None), the split's size, accuracy and ECE
     (15 bins) before and after, and the cross-fitted ECE (see the module docstring). ``replace=False``: ``out``
-    must not exist when the copy is written (``FileExistsError``); the copy is written whole or not at all."""
+    must not exist (``FileExistsError``, checked first and again when the copy is written); the copy is written
+    whole or not at all. :func:`calibrated_path` is where ``emolens calibrate`` puts it."""
     import onnx
 
+    from ..classify import default_model_path
+
     onnx_path, run = resolve_model(model)
+    if out is not None:  # fail before the slow part
+        out = Path(out)
+        if out.exists() and not replace:
+            raise FileExistsError(f"{out} already exists; pass --force to replace it, or give another --out")
+        if out.resolve() == (onnx_path or default_model_path()).resolve():
+            raise ValueError(f"--out {out} is the model itself; write the calibrated copy elsewhere")
     rec = EmotionRecognizer(onnx_path)
     clf = rec.classifier
     _, ds, images = load_faces(rec, data, split, run=run, limit_per_class=limit_per_class, log=log)

@@ -3,7 +3,7 @@ tests: hide the part of a face a map points at and see how much the explained em
 against hiding its coldest part and random parts.
 
 It sits on the recogniser (the face is classified again through :meth:`EmotionRecognizer.classify_boxes`), so
-it lives here, with the other measurements, and :mod:`emolens.explain` never needs the recogniser.
+it lives here, with the other measurements, and :mod:`emolens.explain.maps` never needs the recogniser.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..detect.base import Box
-from ..explain import Explanation, view_scale
+from ..explain.maps import Explanation, view_scale
+from ..face.detect.base import Box
 from ..recognizer import EmotionRecognizer
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,8 @@ from sklearn.metrics import (
 )
 
 from ..classify import bundled_model_path, is_bundled_name
-from ..detect import DEFAULT_DETECTOR
-from ..detect.base import Box
+from ..face.detect import DEFAULT_DETECTOR
+from ..face.detect.base import Box
 from ..hub import is_hub
 from ..recognizer import DEFAULT_ALIGN, EmotionRecognizer
 from ..training.data import MANIFEST_NAME, DataSource, open_source
@@ -134,6 +134,7 @@ class Evaluation:
     images: np.ndarray  # uint8 N×H×W×C as classified (gray, or BGR for colour models)
     files: list[str]
     found: np.ndarray | None = None  # with detection: which pictures had a face (the others have no probs)
+    written: list[Path] = field(default_factory=list)  # the report's files, when it was written
 
 
 def resolve_model(model: str | os.PathLike | None) -> tuple[Path | None, Path | None]:

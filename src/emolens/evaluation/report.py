@@ -1,4 +1,11 @@
-"""An evaluation written to a folder: report.json, report.md and the PNG figures."""
+"""An evaluation written to a folder: report.json, report.md and the PNG figures; :func:`evaluate` scores a model
+and writes its report in one call (what ``emolens evaluate`` does)::
+
+    from emolens.evaluation import evaluate
+
+    ev = evaluate("runs/happy-sad", "data/faces", "test")    # also writes runs/happy-sad/eval-test/
+    print(ev.report["accuracy"], ev.written)
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,10 @@ from typing import Any
 import numpy as np
 
 from ..safefile import staged
-from .metrics import Evaluation
+from .metrics import Evaluation, evaluate_model, resolve_model
+
+AUTO = "auto"
+"""``evaluate(out=AUTO)``: a run folder's report goes to ``RUN/eval-SPLIT``; another model's is not written."""
 
 REPORT_FILES = ("report.json", "report.md", "confusion_matrix.png", "roc.png", "reliability.png", "mistakes.png")
 
@@ -103,3 +113,49 @@ def write_report(ev: Evaluation, out_dir: str | os.PathLike, *, force: bool = Fa
         stage("report.md").write_text(md, encoding="utf-8")
         stage("report.json").write_text(json.dumps(r, indent=1), encoding="utf-8")
     return [out / "report.json", out / "report.md", *(out / p.name for p in figures)]
+
+
+class ReportWriteError(OSError):
+    """The report could not be written (a full disk ...): no part of it is left; ``evaluation`` is the finished
+    evaluation, which can still be printed or written elsewhere."""
+
+    def __init__(self, message: str, evaluation: Evaluation) -> None:
+        super().__init__(message)
+        self.evaluation = evaluation
+
+
+def report_folder(model: str | os.PathLike | None, split: str, out: str | os.PathLike | None = AUTO) -> Path | None:
+    """Where :func:`evaluate` writes the report: ``out``, or with ``out=AUTO`` ``RUN/eval-SPLIT`` for a run folder
+    (``None``: not written)."""
+    if out != AUTO:
+        return None if out is None else Path(out)
+    _, run = resolve_model(model)
+    return run / f"eval-{split}" if run is not None else None
+
+
+def evaluate(
+    model: str | os.PathLike | None,
+    data: str | os.PathLike,
+    split: str = "val",
+    *,
+    out: str | os.PathLike | None = AUTO,
+    force: bool = False,
+    **options: Any,
+) -> Evaluation:
+    """Score ``model`` on ``split`` of ``data`` (:func:`emolens.evaluation.metrics.evaluate_model`, whose keyword
+    ``options`` it takes: ``detect``, ``votes``, ``limit_per_class``, ``progress`` ...) and write the report into
+    ``out`` (:func:`report_folder`; ``None``: nothing written). An earlier report there is refused before the slow
+    part unless ``force`` (FileExistsError); the files written are ``Evaluation.written``. A report that cannot be
+    written raises :class:`ReportWriteError`, which holds the evaluation."""
+    folder = report_folder(model, split, out)
+    if folder is not None and existing_outputs(folder) and not force:  # fail before the slow part
+        raise FileExistsError(f"{folder} already holds a report; pass --force to replace it, or give another --out")
+    ev = evaluate_model(model, data, split, **options)
+    if folder is not None:
+        try:
+            ev.written = write_report(ev, folder, force=force)
+        except FileExistsError:
+            raise
+        except OSError as e:  # a full disk: no part of the report is left (it would block the next evaluate)
+            raise ReportWriteError(f"--out {folder}: cannot write ({e.strerror or e})", ev) from e
+    return ev

@@ -48,12 +48,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from .. import __version__
-from ..detect import DEFAULT_DETECTOR, available_detectors, create_detector
-from ..draw import annotate as draw_faces
-from ..imageio import DEFAULT_MAX_SCANS, ImageError, decode_bytes, image_format
+from ..face.detect import DEFAULT_DETECTOR, available_detectors, create_detector
+from ..imageio import DEFAULT_MAX_SCANS, ImageError, decode_bytes, encode_image, image_format
 from ..onnxrun import MAX_THREADS, DeadlineExceeded, check_deadline, check_threads, deadline, stop_all
-from ..output import JPEG_MAX_SIDE, encode_image
 from ..recognizer import EmotionRecognizer
+from ..results.draw import annotate as draw_faces
+from ..results.output import JPEG_MAX_SIDE
 from ..web.site import JS_DIR, browser_detectors, manifest_files
 from ..web.site import manifest as browser_manifest
 
@@ -72,7 +72,7 @@ class ServeConfig:
     Args:
         model: an emolens ``.onnx`` model (``None`` = the bundled one).
         detector: the face detector of requests that do not name one (``?detector=``), one of
-            :func:`emolens.detect.available_detectors`. Every detector is built at start-up; the web page's
+            :func:`emolens.face.detect.available_detectors`. Every detector is built at start-up; the web page's
             live mode asks for ``centerface-fast``.
         threads: ONNX Runtime threads per inference (``None`` = 1: concurrency comes from ``concurrency``).
         concurrency: at most this many images are decoded and recognised at the same time.

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..classify import Classifier, preprocess
-from ..explain import check_label, normalise
+from ..explain.maps import check_label, normalise
 from ..modelmeta import ModelMeta
 from .export import load_checkpoint, meta_from_checkpoint, parity
 
@@ -80,6 +80,18 @@ class GradCAM:
     @property
     def labels(self) -> list[str]:
         return list(self.meta.labels)
+
+    @classmethod
+    def for_model(cls, path: str | os.PathLike, classifier: Classifier) -> GradCAM:
+        """From the checkpoint ``classifier`` (an ONNX model) was exported from, checked to be that network
+        (:meth:`check_matches`): ValueError, one line naming the checkpoint, when it is not."""
+        cam = cls.from_checkpoint(path, tta_hflip=classifier.meta.tta_hflip)
+        try:
+            cam.check_matches(classifier)
+        except ValueError as e:
+            raise ValueError(f"--checkpoint {os.fspath(path)}: {e}; give the checkpoint --model was exported "
+                             "from") from None
+        return cam
 
     def check_matches(self, classifier: Classifier, tol: float | None = None) -> float:
         """Make sure this checkpoint is the network ``classifier`` (an ONNX model) was exported from,

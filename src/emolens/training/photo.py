@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..align import FER2013_TEMPLATE
+from ..face.align import FER2013_TEMPLATE
 
 DOWNSCALE_SIDES = (20, 48)
 """``downscale``: the face is shrunk to a side drawn from this range (pixels), then enlarged back."""

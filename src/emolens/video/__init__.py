@@ -14,7 +14,7 @@ Speed: a full face search (the slow part) runs at least every ``detect_every`` f
 source; between them each known face is searched for again in a small window around where it is
 expected (a few ms), and every processed frame is classified (one ONNX Runtime thread by default:
 for one small batch per frame that is faster than many). The emotion of each face is an exponential moving average over
-``smoothing`` seconds (:class:`emolens.track.EmaSmoother`), so labels do not flicker.
+``smoothing`` seconds (:class:`emolens.video.track.EmaSmoother`), so labels do not flicker.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..detect import LANDMARK_NAMES
+from ..face.detect import LANDMARK_NAMES
 from .results import FrameResult
 
 CSV_FIXED_COLUMNS = ["time_s", "frame", "face_id", "x", "y", "w", "h", "label", "score", "detected"]

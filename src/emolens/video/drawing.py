@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..draw import colour_for
+from ..results.draw import colour_for
 from .results import TrackedFace
 
 

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ..detect import FAST_DETECTOR, Box, Detector, HaarDetector, merge_overlapping
+from ..face.detect import FAST_DETECTOR, Box, Detector, HaarDetector, merge_overlapping
 from ..recognizer import EmotionRecognizer
-from ..track import EmaSmoother, IoUTracker
 from .results import FrameResult, TrackedFace
 from .sources import FrameSource, VideoInput, open_source
+from .track import EmaSmoother, IoUTracker
 
 
 def local_detector_for(detector: Detector) -> Detector:
@@ -37,7 +37,7 @@ class FrameTracker:
             frames, e.g. on every processed frame when ``every >= detect_every``.
         smoothing: time constant in seconds of the emotion smoothing (0 = off, raw per-frame labels).
         hysteresis: a face's label changes only when another emotion is ahead by this much
-            (with smoothing on; see :class:`emolens.track.EmaSmoother`).
+            (with smoothing on; see :class:`emolens.video.track.EmaSmoother`).
         box_smoothing: time constant in seconds of the box smoothing (0 = off).
         hold: keep a face that was not found for up to this many processed frames at its last
             place, with the emotion it had (it is not classified again there; ``missed`` > 0).

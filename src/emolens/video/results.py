@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..results import Face
+from ..results.faces import Face
 
 
 class VideoError(ValueError):
@@ -23,7 +23,7 @@ class TrackedFace(Face):
     """A :class:`emolens.Face` followed over time.
 
     ``scores`` are smoothed over time and ``label`` changes only when another emotion is clearly
-    ahead (see :class:`emolens.track.EmaSmoother`); ``score`` is ``scores[label]``;
+    ahead (see :class:`emolens.video.track.EmaSmoother`); ``score`` is ``scores[label]``;
     ``raw_scores`` are this frame's own probabilities.
 
     Attributes:

@@ -14,7 +14,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from ..detect import FAST_DETECTOR
+from ..face.detect import FAST_DETECTOR
 from ..imageio import DEFAULT_MAX_PIXELS
 from ..progress import Progress
 from ..quiet import quiet_opencv

@@ -7,7 +7,7 @@ import math
 import cv2
 import numpy as np
 
-from ..draw import colour_for
+from ..results.draw import colour_for
 
 
 def _nice_step(span: float, max_ticks: int = 10) -> float:

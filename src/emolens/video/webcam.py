@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from ..detect import FAST_DETECTOR
+from ..face.detect import FAST_DETECTOR
 from ..imageio import DEFAULT_MAX_PIXELS
 from ..recognizer import EmotionRecognizer
 from .drawing import draw_faces

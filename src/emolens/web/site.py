@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..align import MAX_CROP_SIDE
 from ..classify import BUNDLED_MODELS, MAX_BATCH, Classifier
-from ..crop import DEFAULT_MAX_SIDE
-from ..detect import DEFAULT_DETECTOR, FAST_DETECTOR, CenterFaceDetector, available_detectors, create_detector
-from ..detect.centerface import centerface_path
+from ..face.align import MAX_CROP_SIDE
+from ..face.crop import DEFAULT_MAX_SIDE
+from ..face.detect import DEFAULT_DETECTOR, FAST_DETECTOR, CenterFaceDetector, available_detectors, create_detector
+from ..face.detect.centerface import centerface_path
 from ..recognizer import DEFAULT_ALIGN
-from ..track import IoUTracker
 from ..video.frames import FrameTracker
+from ..video.track import IoUTracker
 
 PACKAGE = Path(str(resources.files("emolens")))
 JS_DIR = PACKAGE / "web" / "js"

@@ -11,14 +11,12 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-import cv2
 import numpy as np
 
+from ..imageio import encode_image, printable
+from ..safefile import write_unique
 from .draw import annotate
-from .imageio import printable
-from .quiet import quiet_opencv
-from .results import Face, ImageResult
-from .safefile import write_unique
+from .faces import Face, ImageResult
 
 JPEG_MAX_SIDE = 65500
 """JPEG cannot store a side longer than this: an image that long is written as PNG instead."""
@@ -123,17 +121,6 @@ class JsonWriter(ResultWriter):
         if not self.lines:
             self.stream.write("\n]\n" if self.count else "[]\n")
         super().close()
-
-
-def encode_image(image: np.ndarray, ext: str, params: list[int] | None = None) -> bytes | None:
-    """``image`` encoded as ``ext`` (``".png"``, ``".jpg"`` ...), or ``None`` when OpenCV cannot (without its log
-    lines on stderr: the caller reports the failure)."""
-    with quiet_opencv():
-        try:
-            ok, buf = cv2.imencode(ext, image, params or [])
-        except cv2.error:
-            return None
-    return buf.tobytes() if ok else None
 
 
 def save_annotated(image: np.ndarray, faces: list[Face], source: str | os.PathLike, out_dir: str | os.PathLike,

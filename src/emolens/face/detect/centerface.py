@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..onnxrun import run
+from ...onnxrun import run
 from .base import Box
 
 DEFAULT_MODEL = "centerface.onnx"
@@ -70,7 +70,7 @@ class CenterFaceDetector:
         path = Path(model) if model else centerface_path()
         if not path.is_file():
             raise FileNotFoundError(f"CenterFace model not found at {path}")
-        from ..onnxrun import session_options
+        from ...onnxrun import session_options
 
         self._session = ort.InferenceSession(str(path), sess_options=session_options(threads),
                                              providers=["CPUExecutionProvider"])

@@ -1,5 +1,5 @@
 """What recognition returns: one :class:`Face` per face found (a :class:`Faces` list), or an :class:`ImageResult`
-per picture; in Jupyter each shows itself (:mod:`emolens.notebook`)."""
+per picture; in Jupyter each shows itself (:mod:`emolens.results.notebook`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .detect.base import Box
-from .imageio import printable
+from ..face.detect.base import Box
+from ..imageio import printable
 
 
 @dataclass
@@ -18,7 +18,7 @@ class Face:
 
     Attributes:
         box: position in the input image (x, y, width, height in pixels); ``box.landmarks`` holds the
-            five landmarks where the detector gives them (:data:`emolens.detect.LANDMARK_NAMES`).
+            five landmarks where the detector gives them (:data:`emolens.face.detect.LANDMARK_NAMES`).
         label: the most probable emotion.
         score: that emotion's probability (0..1).
         scores: every label's probability, in the model's label order.
@@ -36,7 +36,7 @@ class Face:
 
     def to_dict(self) -> dict[str, Any]:
         """``{"box", "label", "score", "scores"}``, plus ``"landmarks"`` (``[[x, y] × 5]``, in the order of
-        :data:`emolens.detect.LANDMARK_NAMES`) when the detector gave them."""
+        :data:`emolens.face.detect.LANDMARK_NAMES`) when the detector gave them."""
         d: dict[str, Any] = {
             "box": self.box.as_list(),
             "label": self.label,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .detect.base import Box
+from ..face.detect.base import Box
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""Results that show themselves in Jupyter: HTML for :class:`~emolens.results.Face`, a list of them
-(:class:`~emolens.results.Faces`, what :meth:`EmotionRecognizer.predict` returns) and
-:class:`~emolens.results.ImageResult` (the annotated picture above its table).
+"""Results that show themselves in Jupyter: HTML for :class:`~emolens.results.faces.Face`, a list of them
+(:class:`~emolens.results.faces.Faces`, what :meth:`EmotionRecognizer.predict` returns) and
+:class:`~emolens.results.faces.ImageResult` (the annotated picture above its table).
 
 Plain HTML with the picture inline as a JPEG data URL: no dependency beyond what emolens already needs, and
 the notebook keeps it when saved. Names are escaped; a picture that can no longer be read shows its table.
@@ -43,8 +43,8 @@ def faces_html(faces: Sequence[Any]) -> str:
 
 def image_html(bgr: np.ndarray, faces: Sequence[Any], alt: str = "") -> str:
     """The picture with its faces drawn (as ``--annotate`` draws them), at most :data:`MAX_SIDE` pixels."""
+    from ..imageio import encode_image
     from .draw import annotate
-    from .output import encode_image
 
     drawn = annotate(bgr, list(faces))
     h, w = drawn.shape[:2]
@@ -67,7 +67,7 @@ def result_html(result: Any) -> str:
     picture = ""
     path = Path(result.source)
     if path.is_file():
-        from .imageio import ImageError, load_image
+        from ..imageio import ImageError, load_image
 
         try:
             picture = image_html(load_image(path), result.faces, alt=result.source)

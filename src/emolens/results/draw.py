@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
-from .results import Face
+if TYPE_CHECKING:  # a type only: the results import the drawing (for Jupyter), never the reverse
+    from .faces import Face
 
 COLOURS: dict[str, tuple[int, int, int]] = {  # BGR
     "angry": (40, 40, 220),

@@ -2,7 +2,7 @@
 
 Three ways to cut a face for the classifier (``--align MODE``):
 
-- ``none``: the square around the detector's box (:func:`emolens.crop.crop_face`), as before landmarks.
+- ``none``: the square around the detector's box (:func:`emolens.face.crop.crop_face`), as before landmarks.
 - ``level``: the same square, rotated about the box centre so the eyes are level.
 - ``template``: the similarity transform (rotation, scale, shift) that puts the five landmarks closest to
   the model's landmark template — where its training faces have their eyes, nose and mouth — so every
@@ -29,7 +29,7 @@ FER2013_TEMPLATE: tuple[tuple[float, float], ...] = (
     (0.3151, 0.4101), (0.6849, 0.4101), (0.5000, 0.6048), (0.3525, 0.7457), (0.6475, 0.7457),
 )
 """Where FER2013 training faces have their landmarks, as fractions of the 48×48 crop (x, y), in the order of
-:data:`emolens.detect.LANDMARK_NAMES`: CenterFace found 1,904 of 2,000 training faces (padded 25% grey,
+:data:`emolens.face.detect.LANDMARK_NAMES`: CenterFace found 1,904 of 2,000 training faces (padded 25% grey,
 enlarged to 192 px); per-point median, made left-right symmetric: ``python scripts/measure_template.py
 ../shared/datasets/fer2013/train --n 2000``. Eyes at (15.1, 19.7) and (32.9, 19.7) px of 48. The bundled
 models carry it in their metadata."""

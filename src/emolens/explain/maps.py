@@ -30,20 +30,17 @@ Grad-CAM on a PyTorch checkpoint lives in :mod:`emolens.training.gradcam` (``[tr
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .align import aligned_crop
-from .classify import MAX_BATCH, Classifier
-from .draw import colour_for
-from .results import Face
-from .safefile import write_bytes
+from ..classify import MAX_BATCH, Classifier
+from ..face.align import aligned_crop
+from ..results.draw import colour_for
+from ..results.faces import Face
 
 METHODS = ("occlusion", "rise")
 """Model-agnostic methods of :func:`saliency` (``gradcam`` needs a checkpoint and the ``[train]`` extra)."""
@@ -330,7 +327,7 @@ def explain_faces(
 
     ``method``: a name from :data:`METHODS`, or any callable ``(crop, label) -> H×W map in [0, 1]``
     (e.g. :class:`emolens.training.gradcam.GradCAM`; its ``name`` attribute names the method).
-    ``align``: a mode from :data:`emolens.align.ALIGN_MODES`, the crop cut as prediction cuts it.
+    ``align``: a mode from :data:`emolens.face.align.ALIGN_MODES`, the crop cut as prediction cuts it.
     ``max_faces``: explain only the first this many faces. ``deadline`` (a :func:`time.monotonic` time):
     start no face after it, so the explanations of the faces before it are returned (a face takes about
     0.7 s on one core)."""
@@ -359,61 +356,3 @@ def explain_faces(
 def check_method(method: Method) -> None:
     if not callable(method) and method not in METHODS:
         raise ValueError(f"unknown explanation method {method!r}; choose one of: {', '.join(METHODS)}")
-
-
-# ----------------------------------------------------------------------------- files
-def output_files(explanations: list[Explanation], source: str | os.PathLike, out_dir: str | os.PathLike
-                 ) -> list[tuple[Path, np.ndarray]]:
-    """What ``emolens explain`` writes for one image, as (path, BGR image) pairs, per face i (1 = largest):
-    ``<stem>-face<i>-crop.png`` (the crop the model saw), ``<stem>-face<i>-<label>-<method>.png``
-    (the overlay) and ``<stem>-face<i>-<label>-<method>-panel.png`` (crop | overlay | top-3)."""
-    stem = Path(str(source)).stem or "image"
-    out = []
-    for i, ex in enumerate(explanations, 1):
-        base = Path(out_dir) / f"{stem}-face{i}"
-        out += [
-            (base.with_name(f"{base.name}-crop.png"), ex.crop),
-            (base.with_name(f"{base.name}-{ex.label}-{ex.method}.png"), ex.overlay()),
-            (base.with_name(f"{base.name}-{ex.label}-{ex.method}-panel.png"), ex.panel()),
-        ]
-    return out
-
-
-def write_files(files: list[tuple[Path, np.ndarray]], *, force: bool = False) -> list[Path]:
-    """Write PNGs, all or nothing checked first: FileExistsError for a path that exists with other
-    content (unless ``force``) or that two outputs share (two inputs with the same name).
-
-    A file that already holds exactly the PNG to be written is left as it is (not a conflict): e.g.
-    the crop, which does not depend on ``--label`` or ``--method``, when a face is explained again
-    into the same folder. Returns the paths written (those left alone are not in it). Each file is written through
-    :mod:`emolens.safefile` (a unique temporary file, then moved into place; without ``force`` never over a file
-    that appeared meanwhile), and when one cannot be written (a full disk) those of this picture already written
-    are removed again (without ``force``: they were new)."""
-    seen: set[Path] = set()
-    encoded: list[tuple[Path, bytes]] = []
-    for path, image in files:
-        if path in seen:
-            raise FileExistsError(f"{path}: two inputs would write this file (same file name); explain them apart")
-        seen.add(path)
-        ok, buf = cv2.imencode(".png", image)
-        if not ok:
-            raise OSError(f"{path}: could not encode the image")
-        data = buf.tobytes()
-        if not force and (path.exists() or path.is_symlink()):
-            if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-                continue  # the same image is already there
-            raise FileExistsError(f"{path} already exists; pass --force to replace it, or give another --out")
-        encoded.append((path, data))
-    written = []
-    for folder in {path.parent for path, _ in encoded}:
-        folder.mkdir(parents=True, exist_ok=True)
-    try:
-        for path, data in encoded:  # each complete or absent (emolens.safefile); never over a file without force
-            write_bytes(path, data, replace=force)
-            written.append(path)
-    except BaseException:
-        for path in written:  # this picture's files: all or none
-            if not force:
-                path.unlink(missing_ok=True)
-        raise
-    return written
