@@ -46,7 +46,8 @@ from emolens.distributed.batch import run_batch
 a = json.loads(sys.argv[1])
 s = run_batch([a["folder"]], a["out"], actors=a["actors"], shard_size=a["shard_size"], log=lambda m: None)
 print(json.dumps({"seconds": s.seconds, "work": s.picture_seconds, "startup": s.startup_seconds,
-                  "actor_rate": s.actor_rate, "pictures": s.pictures_done, "memory": s.memory}))
+                  "actor_rate": s.actor_rate, "pictures": s.pictures_done, "memory": s.memory,
+                  "merge": s.merge_seconds, "shards": s.shards_done}))
 """
 
 
@@ -126,6 +127,7 @@ def main() -> int:
         worker_rate = len(files) / max(1e-9, s - p_start) / workers
         start = timed([*emolens, "batch", str(one), "--out", str(Path(tmp) / "o1"), "--actors", "1"])
         runs: dict[int, list[dict]] = {}
+        order: list[tuple[int, dict, str]] = []  # in the order they ran
         for actors in (1, 2):
             s = timed([*emolens, "batch", str(folder), "--out", str(Path(tmp) / f"b{actors}"), "--actors", str(actors)])
             rows.append((f"emolens batch, {actors} actor(s) of 1 CPU, local Ray", s))
@@ -133,6 +135,7 @@ def main() -> int:
         for k in range(args.repeat):
             for size in sizes:
                 runs.setdefault(size, []).append(batch_run(folder, Path(tmp) / f"s{size}-{k}", 2, size))
+                order.append((size, runs[size][-1], load()))
         after_pictures = load()
         memory = None
         if args.memory:
@@ -165,12 +168,13 @@ def main() -> int:
         print(f"| {name} | {s:.1f} s | {len(files) / s:.1f} |")
     print("\n2 actors, the same pictures at two shard sizes (wall: the whole process; work: first unit's start to "
           "last one's end)\n")
-    print("| shard size | wall time | work | start-up | pictures/s over the work | one actor's steady rate |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for size, rs in runs.items():
-        for r in rs:
-            print(f"| {size} | {r['wall']:.1f} s | {r['work']:.1f} s | {r['startup']:.1f} s | "
-                  f"{r['pictures'] / max(r['work'], 1e-9):.1f} | {r['actor_rate']:.1f} pictures/s |")
+    print("| shard size | wall time | work | start-up | pictures/s over the work | one actor's steady rate "
+          "| merging shards | after |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---|")
+    for size, r, after in order:
+        print(f"| {size} | {r['wall']:.1f} s | {r['work']:.1f} s | {r['startup']:.1f} s | "
+              f"{r['pictures'] / max(r['work'], 1e-9):.1f} | {r['actor_rate']:.1f} pictures/s | "
+              f"{r['shards']} in {r['merge']:.2f} s | {after} |")
 
     def mean(size: int, key: str) -> float:
         return sum(r[key] for r in runs[size]) / len(runs[size])

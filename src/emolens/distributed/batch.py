@@ -75,6 +75,7 @@ class BatchSummary:
     startup_seconds: float = 0.0  # from Ray's start to the first unit's start (actors loading their models)
     actor_rate: float = 0.0  # pictures a second per actor, over the actors' busy time
     actors: int = 0
+    merge_seconds: float = 0.0  # the driver's time merging parts into shards (what a shard costs)
     pictures_done: int = 0  # pictures recognised in this run (not skipped)
     frames_done: int = 0  # video frames recognised in this run
     memory: list = field(default_factory=list)  # (inputs done, driver RSS, {actor pid: RSS}) after each unit
@@ -358,7 +359,9 @@ class _Plan:
             parts = sorted(self.parts[s])
             if s in self.complete or sum(b - a for a, b in parts) != self.size(s):
                 continue
+            t = time.perf_counter()
             _merge(self.out, self.folder(s), [self.part(a, b) for a, b in parts])
+            summary.merge_seconds += time.perf_counter() - t
             self.complete.add(s)
             del self.parts[s]
             summary.shards_done += 1
