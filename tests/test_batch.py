@@ -39,10 +39,13 @@ def pictures(photos_dir, tmp_path_factory) -> Path:
     return root
 
 
-def test_every_face_becomes_a_row_and_bad_inputs_rows_of_their_own(pictures, tmp_path):
+def test_every_face_becomes_a_row_and_bad_inputs_rows_of_their_own(pictures, tmp_path, capsys):
     out = tmp_path / "faces"
-    s = run_batch([str(pictures), str(tmp_path / "gone.jpg")], out, actors=1, shard_size=3, log=lambda m: None)
+    s = run_batch([str(pictures), str(tmp_path / "gone.jpg")], out, actors=1, shard_size=3, log=lambda m: None,
+                  progress=True)
     assert (s.pictures, s.faces, s.no_face, s.errors, s.shards_done) == (6, 8, 1, 2, 2)
+    assert capsys.readouterr().err.splitlines()[-1].startswith("inputs 6/6 100%")  # one line over the whole run
+    assert 0 < s.startup_seconds < s.seconds and "of it starting Ray" in s.line()
     rows = read_results(out).to_pylist()
     by_source = {}
     for r in rows:
