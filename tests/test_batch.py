@@ -317,3 +317,29 @@ def test_long_videos_are_cut_into_windows_and_a_rerun_skips_the_finished_ones(vi
         run_batch(*args, actors=1, fps=5, window=1.0, log=lambda m: None)
     with pytest.raises(BatchError, match="--fps must be 0"):
         run_batch(*args, actors=1, fps=-1, log=lambda m: None)
+
+
+def test_uris_are_read_through_one_filesystem_per_scheme_and_host(photos_dir, tmp_path, monkeypatch):
+    """Pictures given as URIs (file:// here; s3:// and gs:// take the same road) are read in the actor through a
+    pyarrow filesystem made once per scheme and bucket, not once per picture (making one can cost a network call);
+    a URI that is not there is that picture's error."""
+    from pyarrow import fs
+
+    from emolens.distributed.actor import Recognise
+
+    made, real = [], fs.FileSystem
+
+    class Counting:  # pyarrow's FileSystem, counting the filesystems made from URIs
+        @staticmethod
+        def from_uri(uri):
+            made.append(uri)
+            return real.from_uri(uri)
+
+    actor = Recognise("fast", None, 1)
+    monkeypatch.setattr(fs, "FileSystem", Counting)
+    uris = [f"file://{photos_dir / name}" for name in ("portrait_obama.jpg", "portrait_biden.jpg")]
+    pictures = [actor.read(u) for u in uris]
+    assert [p.ndim for p in pictures] == [3, 3] and pictures[0].shape != pictures[1].shape
+    assert made == uris[:1]
+    rows = actor.picture_table([*uris, f"file://{tmp_path}/none.jpg"]).to_pylist()
+    assert rows[-1]["error"] and all(r["label"] for r in rows[:-1])

@@ -55,6 +55,7 @@ def add_explain(sub) -> None:
 def cmd_explain(args: argparse.Namespace) -> int:
     from ..classify import ModelError
     from ..explain import ExplainError, ExplainWriteError, explain_files
+    from ..explain.files import check_label_of
     from ..imageio import printable
     from ..progress import Progress
     from ..recognizer import EmotionRecognizer
@@ -65,9 +66,10 @@ def cmd_explain(args: argparse.Namespace) -> int:
                                 align=align_of(args), **recognizer_limits(args))
     except (ModelError, ValueError, FileNotFoundError) as e:
         raise CLIError(str(e)) from None
-    if args.label is not None and args.label not in rec.labels:  # before the checkpoint is loaded
-        raise CLIError(f"--label {printable(args.label)}: not one of this model's labels "
-                       f"({', '.join(map(printable, rec.labels))})")
+    try:
+        check_label_of(rec.labels, args.label)  # before a checkpoint is loaded
+    except ExplainError as e:
+        raise CLIError(str(e)) from None
     method = args.method
     if args.checkpoint and method != "gradcam":
         raise CLIError("--checkpoint is for --method gradcam")

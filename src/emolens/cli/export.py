@@ -52,7 +52,7 @@ def cmd_export(args: argparse.Namespace) -> int:
                                       force=args.force)
             _print_int8(path, res)
         elif onnx_models:  # one exported model: a copy with new metadata
-            if Path(args.run[0]).is_file() and (args.metrics or args.name) and (args.tta_hflip or args.tta_scales):
+            if args.tta_hflip or args.tta_scales:
                 raise CLIError("test-time augmentation is chosen when exporting a checkpoint, not on an .onnx model")
             path = restamp_model(args.run[0], args.out, name=args.name, metrics=args.metrics, force=args.force)
             print(f"wrote {path}")

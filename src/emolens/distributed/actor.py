@@ -73,18 +73,27 @@ class Recognise:
             if not os.path.isfile(source):
                 raise FileNotFoundError(MISSING)
             return self.rec.load(source)
-        from pyarrow import fs
-
-        scheme = source.split("://", 1)[0]
-        if scheme not in self.filesystems:
-            self.filesystems[scheme] = fs.FileSystem.from_uri(source)[0]
-        filesystem = self.filesystems[scheme]
-        path = fs.FileSystem.from_uri(source)[1]
+        filesystem, path = self._filesystem(source)
         with filesystem.open_input_stream(path) as stream:
             data = stream.read(self.rec.max_file_bytes + 1)
         if len(data) > self.rec.max_file_bytes:
             raise ValueError(f"{source}: larger than the {self.rec.max_file_bytes}-byte limit")
         return self.rec.load(data)
+
+    def _filesystem(self, source: str) -> tuple[Any, str]:
+        """(pyarrow filesystem, path in it) of a URI. The filesystem is made once per scheme and host or bucket
+        (making one can cost a network call, e.g. S3's region lookup), not once per picture."""
+        from pyarrow import fs
+
+        scheme, rest = source.split("://", 1)
+        key = f"{scheme}://{rest.split('/', 1)[0]}"
+        if key not in self.filesystems:
+            filesystem, path = fs.FileSystem.from_uri(source)
+            # how much of what follows "://" is not the path (e.g. hdfs's host:port), None: no such simple rule
+            self.filesystems[key] = (filesystem, len(rest) - len(path) if rest.endswith(path) else None)
+            return filesystem, path
+        filesystem, drop = self.filesystems[key]
+        return (filesystem, rest[drop:]) if drop is not None else fs.FileSystem.from_uri(source)
 
     def _read_safely(self, source: str):
         try:

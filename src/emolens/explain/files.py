@@ -94,6 +94,13 @@ class Explaining:
         return picture
 
 
+def check_label_of(labels: list[str], label: str | None) -> None:
+    """:class:`ExplainError` naming the model's labels (printably) when ``label`` is not one of them."""
+    if label is not None and label not in labels:
+        raise ExplainError(f"--label {printable(label)}: not one of this model's labels "
+                           f"({', '.join(map(printable, labels))})")
+
+
 def explain_files(
     recognizer: EmotionRecognizer,
     inputs: Sequence[str | os.PathLike],
@@ -115,9 +122,7 @@ def explain_files(
     :class:`emolens.training.gradcam.GradCAM`; ``max_faces``: only the largest faces; ``force``: replace files
     that are there (else such a picture gets an ``error`` and is left alone). A file that cannot be written
     raises :class:`ExplainWriteError` (an OSError)."""
-    if label is not None and label not in recognizer.labels:
-        raise ExplainError(f"--label {printable(label)}: not one of this model's labels "
-                           f"({', '.join(map(printable, recognizer.labels))})")
+    check_label_of(recognizer.labels, label)
     try:
         check_method(method)
     except ValueError as e:
